@@ -1,0 +1,185 @@
+"""Where configuration becomes objects: validate every user-typed value, then build the run.
+
+``build(cfg)`` instantiates the data set, model, loss, optimizer and schedule from their config
+groups (``hydra.utils.instantiate``), loads the data, sizes the model from it and tries the loss on
+one real sample, so every bad value or impossible combination is reported before training starts,
+as a :class:`ConfigError` whose message names the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+#: Top-level keys that change how a run is shown or scheduled, never its numbers.
+NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report")
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+
+
+class ConfigError(ValueError):
+    """A value the user typed (or a combination of them) that cannot work; the message says why."""
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """sha256 (16 hex digits) of the resolved config without the keys that do not affect results."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    for key in NON_RESULT_KEYS:
+        container.pop(key, None)
+    canonical = json.dumps(container, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_top_level(cfg: DictConfig) -> None:
+    """Validate the keys that belong to the runner itself (seed, trainer, progress, ...)."""
+    checks = [
+        ("seed", cfg.seed, _is_int(cfg.seed) and cfg.seed >= 0, "an integer >= 0"),
+        ("trainer.epochs", cfg.trainer.epochs, _is_int(cfg.trainer.epochs) and cfg.trainer.epochs >= 1,
+         "an integer >= 1"),
+        ("trainer.grad_clip", cfg.trainer.grad_clip,
+         _is_number(cfg.trainer.grad_clip) and cfg.trainer.grad_clip >= 0, "a number >= 0 (0 disables clipping)"),
+        ("trainer.divergence_factor", cfg.trainer.divergence_factor,
+         _is_number(cfg.trainer.divergence_factor)
+         and (cfg.trainer.divergence_factor == 0 or cfg.trainer.divergence_factor > 1),
+         "0 (disabled) or a number > 1"),
+        ("progress", cfg.progress, cfg.progress in PROGRESS_MODES, " | ".join(PROGRESS_MODES)),
+        ("blas_threads", cfg.blas_threads, _is_int(cfg.blas_threads) and cfg.blas_threads >= 0,
+         "an integer >= 0 (0: leave the BLAS default)"),
+        ("report.target_fraction", cfg.report.target_fraction,
+         _is_number(cfg.report.target_fraction) and 0 < cfg.report.target_fraction <= 1, "0 < value <= 1"),
+    ]
+    for key, value, ok, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
+
+
+def _instantiate(group: str, node: DictConfig, choice: str | None):
+    """``instantiate(node)``, turning a constructor's ValueError/TypeError into a ConfigError."""
+    where = f"{group}={choice}" if choice else group
+    try:
+        return instantiate(node)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, (ValueError, TypeError)):
+            message = str(cause)
+            first_word = re.match(r"\w+", message)
+            if first_word and first_word.group(0) in node:  # "lr=-1 ..." -> "optimizer.lr=-1 ..."
+                message = f"{group}.{message}"
+            raise ConfigError(f"{where}: {message}") from None
+        raise ConfigError(f"{where}: cannot build it: {cause}") from None
+
+
+@dataclass
+class Built:
+    """Everything one run needs, built and checked: data, model (with parameters), loss, optimizer."""
+
+    cfg: DictConfig
+    data: object
+    model: object
+    loss: object
+    optimizer: object
+    schedule: object
+    shuffle_rng: np.random.Generator
+
+    def train(self, on_epoch=None):
+        """Run :func:`lossbench.train.train` with the trainer settings of the config."""
+        from lossbench.train import train
+
+        trainer = self.cfg.trainer
+        return train(self.model, self.loss, self.optimizer, self.schedule, self.data,
+                     epochs=int(trainer.epochs), grad_clip=float(trainer.grad_clip),
+                     divergence_factor=float(trainer.divergence_factor), rng=self.shuffle_rng,
+                     on_epoch=on_epoch)
+
+    def write_calibration(self, path: Path) -> None:
+        """Write the reliability table of the final model (test split, else val, else train)."""
+        if self.data.task != "classification" or not all(np.isfinite(p).all() for p in self.model.params.values()):
+            return
+        from lossbench.metrics import calibration_table
+        from lossbench.records import atomic_write_text
+
+        for split in ("test", "val", "train"):
+            X = getattr(self.data, f"X_{split}")
+            if X is not None:
+                outputs, _ = self.model.forward(X)
+                table = calibration_table(outputs, getattr(self.data, f"y_{split}"))
+                table.insert(0, "split", split)
+                atomic_write_text(path, table.to_csv(index=False))
+                return
+
+
+def _choices() -> dict:
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return dict(HydraConfig.get().runtime.choices)
+    except ValueError:  # not inside a Hydra app (tests, notebooks)
+        return {}
+
+
+def build(cfg: DictConfig, choices: dict | None = None) -> Built:
+    """Validate ``cfg`` and build the run it describes; raise :class:`ConfigError` on bad input.
+
+    ``choices`` maps config groups to the option picked (``{"loss": "ce", ...}``), for messages;
+    by default it is read from the running Hydra app.
+
+    Randomness: ``SeedSequence(seed)`` spawns three independent streams, for the data (split,
+    label noise, outliers), the initial parameters and the per-epoch shuffling, so changing the
+    batch size, say, does not change the split or the initialisation.
+    """
+    _check_top_level(cfg)
+    choices = _choices() if choices is None else choices
+    source = _instantiate("dataset", cfg.dataset, choices.get("dataset"))
+    model = _instantiate("model", cfg.model, choices.get("model"))
+    loss = _instantiate("loss", cfg.loss, choices.get("loss"))
+    optimizer = _instantiate("optimizer", cfg.optimizer, choices.get("optimizer"))
+    schedule = _instantiate("schedule", cfg.schedule, choices.get("schedule"))
+
+    data_seed, init_seed, shuffle_seed = np.random.SeedSequence(int(cfg.seed)).spawn(3)
+    try:
+        data = source.load(np.random.default_rng(data_seed))
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"dataset={choices.get('dataset', '?')}: {err}") from None
+
+    model_name = choices.get("model", type(model).__name__.lower())
+    try:
+        n_outputs = model.output_size(data.task, data.n_targets)
+    except ValueError as err:
+        raise ConfigError(f"model={model_name} does not fit dataset={choices.get('dataset', data.name)}: {err}") from None
+    model.build(data.X_train.shape[1], n_outputs, np.random.default_rng(init_seed))
+
+    dtype = next(iter(model.params.values())).dtype
+    for split in ("train", "val", "test"):
+        X = getattr(data, f"X_{split}")
+        if X is not None and X.dtype != dtype:
+            setattr(data, f"X_{split}", np.ascontiguousarray(X, dtype=dtype))
+        y = getattr(data, f"y_{split}")
+        if y is not None and data.task == "regression" and y.dtype != dtype:
+            setattr(data, f"y_{split}", np.ascontiguousarray(y, dtype=dtype))
+
+    try:  # all training targets: one standardised regression value can pass for a probability
+        loss(np.zeros((len(data.y_train), n_outputs), dtype=dtype), data.y_train)
+    except ValueError as err:
+        raise ConfigError(
+            f"loss={choices.get('loss', type(loss).__name__)} does not fit model={model_name} "
+            f"({n_outputs} output{'s' if n_outputs != 1 else ''}) on dataset={choices.get('dataset', data.name)} "
+            f"({data.task}): {err}") from None
+    return Built(cfg=cfg, data=data, model=model, loss=loss, optimizer=optimizer, schedule=schedule,
+                 shuffle_rng=np.random.default_rng(shuffle_seed))

@@ -1,0 +1,131 @@
+"""A run's files on disk: atomic writes, provenance, and finding completed runs in a sweep.
+
+Every file is written to a temporary name in the same folder and then renamed over the target,
+so a killed process never leaves a half-written file that reads as complete. ``summary.json`` is
+written last: its presence with ``status: completed`` is what marks a run as finished.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    _atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_safe(value):
+    """NaN and infinities become strings ("nan", "inf", "-inf"): strict JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        return _json_safe(value.item())
+    return value
+
+
+def write_json(path: Path, obj: dict) -> None:
+    """Write ``obj`` as indented, strict JSON, atomically."""
+    atomic_write_text(path, json.dumps(_json_safe(obj), indent=2, sort_keys=False) + "\n")
+
+
+def write_metrics(path: Path, records: list[dict]) -> None:
+    """Write the per-evaluation records as ``metrics.csv`` (one row per evaluation), atomically."""
+    import pandas as pd
+
+    atomic_write_text(path, pd.DataFrame.from_records(records).to_csv(index=False))
+
+
+def write_params(path: Path, params: dict[str, np.ndarray]) -> None:
+    """Write the parameters as ``params.npz`` (``numpy.load(path)["W1"]``), atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **params)
+    _atomic_write_bytes(path, buffer.getvalue())
+
+
+def read_summary(path: Path) -> dict | None:
+    """The parsed ``summary.json`` at ``path``, or None when it is absent or unreadable."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_completed_run(sweep_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a run in ``sweep_dir`` that completed with this config hash, if any."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return None
+    for summary_path in sorted(sweep_dir.glob("*/summary.json")):
+        summary = read_summary(summary_path)
+        if summary and summary.get("status") == "completed" and summary.get("config_hash") == config_hash:
+            return summary_path.parent
+    return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the lossbench source tree when it runs from a git clone (``+dirty`` if edited)."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                                text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def provenance() -> dict:
+    """Versions of Python and the numerical stack, the BLAS in use, and the git commit."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import threadpoolctl
+
+    versions = {}
+    for package in ("lossbench", "numpy", "scikit-learn", "pandas", "hydra-core", "omegaconf"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    blas = [
+        {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}
+        for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"
+    ]
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "blas": blas,
+        "git_commit": _git_commit(),
+    }

@@ -1,0 +1,195 @@
+"""The Hydra entry point: compose -> validate and build -> train -> write the run's files.
+
+``lossbench [overrides]`` trains one run into ``runs/<date>_<time>-p<pid>/``;
+``lossbench -m [sweep overrides]`` runs a sweep, one directory per job, and ends with the report
+(see :mod:`lossbench.callbacks`). This is the one place where configuration becomes objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import hydra
+import numpy as np
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lossbench.build import ConfigError, build, config_hash
+from lossbench.records import (atomic_write_text, find_completed_run, provenance, write_json,
+                               write_metrics, write_params)
+
+log = logging.getLogger("lossbench")
+
+PROGRESS_MODES = ("auto", "bar", "log", "none")
+
+
+def _job_dirname(override_dirname: str) -> str:
+    """A sweep job's folder name from its overrides: readable, filesystem-safe, at most 120 chars."""
+    if not override_dirname:
+        return "default"
+    name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname)
+    if len(name) > 120:
+        import hashlib
+
+        name = name[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+    return name
+
+
+def _register_resolvers() -> None:
+    OmegaConf.register_new_resolver("lossbench_jobdir", _job_dirname, replace=True)
+    OmegaConf.register_new_resolver("lossbench_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
+
+
+_register_resolvers()
+
+
+class _Progress:
+    """Per-epoch feedback: a bar on an interactive terminal, otherwise one log line per epoch."""
+
+    def __init__(self, mode: str, epochs: int, label: str):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "log"
+        self.mode, self.epochs, self.label = mode, epochs, label
+        self.bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=epochs, desc=label, unit="epoch", leave=False, dynamic_ncols=True)
+
+    def __call__(self, record: dict) -> None:
+        epoch, loss = record["epoch"], record["train_loss"]
+        extra = "".join(f" {k}={record[k]:.4f}" for k in ("val_accuracy", "test_accuracy", "val_r2", "test_r2")
+                        if k in record)
+        if self.bar is not None:
+            if epoch > 0:
+                self.bar.update(1)
+            self.bar.set_postfix_str(f"train_loss={loss:.4g}{extra}")
+        elif self.mode == "log":
+            log.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _final_and_best(records: list[dict]) -> tuple[dict, dict]:
+    """The last row's metrics, and each metric's best value over the epochs (max for accuracy/R²)."""
+    if not records:
+        return {}, {}
+    skip = {"epoch", "step", "time_s", "lr", "grad_norm"}
+    final = {k: v for k, v in records[-1].items() if k not in skip}
+    best = {}
+    for key in final:
+        values = [r[key] for r in records if key in r and math.isfinite(r[key])]
+        if values:
+            higher_is_better = key.endswith("_accuracy") or key.endswith("_r2")
+            best[key] = max(values) if higher_is_better else min(values)
+    return final, best
+
+
+def _cleanup_unfinished(out_dir: Path) -> None:
+    """Remove a job folder that holds only Hydra's bookkeeping, so no empty run is left behind."""
+    allowed = {".hydra", "lossbench.log"}
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= allowed:
+        import shutil
+
+        logging.shutdown()
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Validate and build everything from ``cfg``, train, and write the run's files.
+
+    Returns the summary dict (also written to ``summary.json``), or ``None`` when the run was
+    skipped because an identical completed run exists in the sweep.
+    """
+    started = time.time()
+    hydra_cfg = HydraConfig.get()
+    out_dir = Path(hydra_cfg.runtime.output_dir)
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    chash = config_hash(cfg)
+    overrides = list(hydra_cfg.overrides.task)
+    label = " ".join(overrides) or "defaults"
+
+    if multirun:
+        done = find_completed_run(Path(hydra_cfg.sweep.dir), chash)
+        if done is not None:
+            log.info("skip %s: completed earlier with the same config (%s)", label, done)
+            if done.resolve() != out_dir.resolve():
+                _cleanup_unfinished(out_dir)
+            return None
+
+    try:
+        built = build(cfg)
+    except ConfigError as err:
+        if multirun and cfg.sweep.skip_invalid:
+            log.warning("skip %s: not a valid combination: %s", label, err)
+            _cleanup_unfinished(out_dir)
+            return None
+        print(f"lossbench: error: {err}", file=sys.stderr)
+        _cleanup_unfinished(out_dir)
+        sys.exit(2)
+
+    summary = {
+        "status": "failed", "message": None, "stop_epoch": 0, "epochs": int(cfg.trainer.epochs),
+        "task": built.data.task, "dataset": built.data.name, "final": {}, "best": {},
+        "wall_time_s": None, "train_time_s": None, "seed": int(cfg.seed), "config_hash": chash,
+        "overrides": overrides, "choices": {k: v for k, v in hydra_cfg.runtime.choices.items()
+                                            if not k.startswith("hydra/") and v is not None},
+        "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
+    }
+    progress = _Progress(cfg.progress, int(cfg.trainer.epochs), label)
+    result = None
+    try:
+        from threadpoolctl import threadpool_limits
+
+        limit = None if cfg.blas_threads == 0 else int(cfg.blas_threads)
+        with threadpool_limits(limits=limit):
+            result = built.train(on_epoch=progress)
+        summary["status"], summary["message"] = result.status, result.message
+        summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s
+    except Exception as err:  # a failed run is a result too; the sweep goes on
+        summary["message"] = f"{type(err).__name__}: {err}"
+        log.error("run failed: %s\n%s", summary["message"], traceback.format_exc())
+        if not multirun:
+            print(f"lossbench: run failed: {summary['message']}", file=sys.stderr)
+    finally:
+        progress.close()
+
+    if result is not None:
+        write_metrics(out_dir / "metrics.csv", result.records)
+        summary["final"], summary["best"] = _final_and_best(result.records)
+        write_params(out_dir / "params.npz", built.model.params)
+        built.write_calibration(out_dir / "calibration.csv")
+    summary["wall_time_s"] = time.time() - started
+    summary["finished_at"] = time.time()
+    write_json(out_dir / "summary.json", summary)  # last: its presence marks the run as finished
+
+    final = summary["final"]
+    shown = ", ".join(f"{k}={final[k]:.4f}" for k in ("train_loss", "test_accuracy", "test_r2") if k in final)
+    message = f" ({summary['message']})" if summary["message"] else ""
+    log.info("%s: %s%s %s -> %s", summary["status"], label, message, shown, out_dir)
+    if not multirun:
+        print(f"lossbench: {summary['status']}{message}: {shown}\n  run directory: {out_dir}")
+        if summary["status"] == "failed":
+            sys.exit(1)
+    return summary
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Console script ``lossbench``: one run, or a sweep with ``-m``."""
+    run(cfg)
+
+
+if __name__ == "__main__":
+    main()

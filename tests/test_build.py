@@ -1,0 +1,91 @@
+"""Validation before training: every value a user can type, and impossible combinations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import conf_names
+from lossbench.build import ConfigError, build, config_hash
+
+# (overrides, fragments the message must contain): the key, the bad value, what is allowed or fits.
+BAD_INPUTS = [
+    (["seed=-1"], ["seed=-1", "integer >= 0"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    (["trainer.epochs=ten"], ["trainer.epochs='ten'"]),
+    (["trainer.grad_clip=-1"], ["trainer.grad_clip=-1"]),
+    (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
+    (["progress=fancy"], ["progress='fancy'", "auto"]),
+    (["optimizer.lr=-0.1"], ["optimizer.lr", "-0.1"]),
+    (["optimizer.lr=0"], ["optimizer.lr", "0"]),
+    (["optimizer.lr=fast"], ["optimizer.lr", "fast"]),
+    (["optimizer.batch_size=0"], ["optimizer.batch_size", "0"]),
+    (["optimizer.weight_decay=-1"], ["optimizer.weight_decay", "-1"]),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], ["optimizer.momentum", "1.5"]),
+    (["loss.label_smoothing=1.5"], ["loss.label_smoothing", "1.5"]),
+    (["loss=huber", "model=linear", "dataset=diabetes", "loss.delta=0"], ["loss.delta", "0"]),
+    (["dataset.test_size=1.2"], ["dataset.test_size", "1.2"]),
+    (["dataset.val_size=-0.1"], ["dataset.val_size", "-0.1"]),
+    (["model=mlp", "model.hidden_sizes=[0]"], ["model.hidden_sizes", "0"]),
+    (["model=mlp", "model.hidden_sizes=[]"], ["model.hidden_sizes"]),
+    (["model=mlp", "model.activation=swish"], ["model.activation", "swish", "relu"]),
+    (["model.dtype=float16"], ["model.dtype", "float16"]),
+    (["schedule=step", "schedule.gamma=2"], ["schedule.gamma=2"]),
+    # combinations that cannot work: each names what would fit instead
+    (["model=logistic"], ["model=logistic", "dataset=iris", "softmax"]),
+    (["model=logistic", "dataset=breast_cancer", "loss=ce"], ["loss=ce", "bce"]),
+    (["dataset=diabetes"], ["model=softmax", "dataset=diabetes", "linear"]),
+    (["dataset=diabetes", "model=linear", "loss=ce"], ["loss=ce", "regression"]),
+    # standardised regression targets: a few fall in [0, 1] and could pass for probabilities
+    *[(["dataset=diabetes", "model=linear", "loss=bce", f"seed={seed}"], ["loss=bce", "regression"])
+      for seed in range(5)],
+    (["dataset=diabetes", "model=linear", "+dataset.label_noise=0.1"], ["label_noise", "regression"]),
+    (["dataset=csv", "dataset.path=no/such/file.csv", "dataset.target=y"], ["no/such/file.csv"]),
+]
+
+
+@pytest.mark.parametrize("overrides, fragments", BAD_INPUTS, ids=[" ".join(o) for o, _ in BAD_INPUTS])
+def test_bad_input_is_refused_with_a_message_naming_it(compose_cfg, overrides, fragments):
+    cfg, choices = compose_cfg(*overrides)
+    with pytest.raises(ConfigError) as info:
+        build(cfg, choices=choices)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, f"{fragment!r} not in {message!r}"
+    assert len(message) < 400, "messages are short"
+
+
+@pytest.mark.parametrize("dataset", conf_names("dataset"))
+def test_every_shipped_data_set_builds_with_a_model_that_fits(compose_cfg, dataset, tmp_path):
+    extra = []
+    if dataset == "csv":
+        path = tmp_path / "data.csv"
+        rng = np.random.default_rng(0)
+        rows = ["a,b,label"] + [f"{x:.3f},{y:.3f},{int(x > 0)}" for x, y in rng.normal(size=(40, 2))]
+        path.write_text("\n".join(rows) + "\n")
+        extra = [f"dataset.path={path}", "dataset.target=label"]
+    cfg, choices = compose_cfg(f"dataset={dataset}", "model=mlp", "loss=l2", *extra)
+    built = build(cfg, choices=choices)
+    assert built.data.X_train.shape[1] == next(iter(built.model.params.values())).shape[0]
+
+
+def test_float32_model_gets_float32_data(compose_cfg):
+    cfg, choices = compose_cfg("model=mlp", "model.dtype=float32")
+    built = build(cfg, choices=choices)
+    assert built.data.X_train.dtype == np.float32
+    assert all(p.dtype == np.float32 for p in built.model.params.values())
+
+
+def test_config_hash_ignores_display_keys_but_not_results_keys(compose_cfg):
+    base, _ = compose_cfg()
+    assert config_hash(base) == config_hash(compose_cfg("progress=none", "blas_threads=2")[0])
+    assert config_hash(base) != config_hash(compose_cfg("seed=1")[0])
+    assert config_hash(base) != config_hash(compose_cfg("optimizer.lr=0.5")[0])
+
+
+def test_seed_streams_are_independent_of_the_batch_size(compose_cfg):
+    a = build(*compose_cfg("optimizer.batch_size=8"))
+    b = build(*compose_cfg("optimizer.batch_size=32"))
+    np.testing.assert_array_equal(a.data.X_train, b.data.X_train)
+    for key in a.model.params:
+        np.testing.assert_array_equal(a.model.params[key], b.model.params[key])

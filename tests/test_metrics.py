@@ -1,0 +1,183 @@
+"""Metrics against scikit-learn, a hand-computed ECE, and stability for huge logits."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit, softmax
+from sklearn.metrics import (
+    accuracy_score,
+    brier_score_loss,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+)
+
+from lossbench.metrics import (
+    calibration_table,
+    classification_metrics,
+    log_probabilities,
+    probabilities,
+    regression_metrics,
+)
+
+N_OUTPUTS = {"sigmoid-k1": 1, "softmax-k2": 2, "softmax-k3": 3, "softmax-k10": 10}
+
+
+def random_problem(k: int, n: int = 400, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    outputs = rng.normal(0.0, 2.0, (n, k))
+    labels = rng.integers(0, max(k, 2), n)
+    return outputs, labels
+
+
+@pytest.mark.parametrize("k", N_OUTPUTS.values(), ids=N_OUTPUTS)
+def test_probabilities_match_scipy(k):
+    outputs, _ = random_problem(k)
+    if k == 1:
+        expected = np.column_stack([expit(-outputs[:, 0]), expit(outputs[:, 0])])
+    else:
+        expected = softmax(outputs, axis=1)
+    np.testing.assert_allclose(probabilities(outputs), expected, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.exp(log_probabilities(outputs)), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", N_OUTPUTS.values(), ids=N_OUTPUTS)
+def test_classification_metrics_match_sklearn(k):
+    outputs, labels = random_problem(k)
+    p = probabilities(outputs)
+    classes = np.arange(p.shape[1])
+    metrics = classification_metrics(outputs, labels)
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, p.argmax(axis=1)), abs=0)
+    assert metrics["log_loss"] == pytest.approx(log_loss(labels, p, labels=classes), rel=1e-12)
+    if k <= 2:
+        expected_brier = brier_score_loss(labels, p[:, 1])
+    else:
+        expected_brier = brier_score_loss(labels, p, labels=classes)
+    assert metrics["brier"] == pytest.approx(expected_brier, rel=1e-12)
+    assert 0.0 <= metrics["ece"] <= 1.0
+
+
+def test_binary_one_sigmoid_output_equals_two_softmax_outputs():
+    outputs, labels = random_problem(1)
+    # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
+    two_outputs = np.column_stack([np.zeros(len(outputs)), outputs[:, 0]])
+    one, two = classification_metrics(outputs, labels), classification_metrics(two_outputs, labels)
+    assert one.keys() == two.keys()
+    for name in one:
+        assert one[name] == pytest.approx(two[name], rel=1e-12, abs=1e-15), name
+    pd.testing.assert_frame_equal(
+        calibration_table(outputs, labels), calibration_table(two_outputs, labels), rtol=1e-12
+    )
+
+
+@pytest.mark.parametrize("k", [1, 3], ids=["sigmoid-k1", "softmax-k3"])
+def test_stable_for_logits_of_1e3(k):
+    labels = np.array([0, 1, 2, 1, 0]) % max(k, 2)
+    if k == 1:
+        sign = np.where(labels == 1, 1.0, -1.0)[:, None]
+        right, wrong = 1e3 * sign, -1e3 * sign
+        wrong_log_p = -1e3  # log sigmoid(-1e3)
+    else:
+        right = np.where(np.eye(3)[labels], 1e3, -1e3)
+        wrong = np.where(np.eye(3)[(labels + 1) % 3], 1e3, -1e3)  # another class dominates
+        wrong_log_p = -2e3  # -1e3 - logsumexp(1e3, -1e3, -1e3) = -2e3 - log(1 + 2e-2000)
+    confident_right = classification_metrics(right, labels)
+    assert confident_right == pytest.approx({"accuracy": 1.0, "log_loss": 0.0, "brier": 0.0, "ece": 0.0})
+    confident_wrong = classification_metrics(wrong, labels)
+    assert confident_wrong["log_loss"] == pytest.approx(-wrong_log_p, rel=1e-12)  # finite, no log(0)
+    assert confident_wrong["accuracy"] == 0.0 and confident_wrong["ece"] == pytest.approx(1.0)
+    assert confident_wrong["brier"] == pytest.approx(1.0 if k == 1 else 2.0)
+
+
+def test_ece_hand_computed():
+    # binary, one sigmoid output; confidences of the top label and whether it is right:
+    #   p1 = 0.9 (label 1, right), p1 = 0.78 (label 0, wrong), p1 = 0.3 (label 0, right: conf 0.7)
+    #   p1 = 0.55 (label 1, right)
+    # 15 bins of width 1/15: 0.9 -> bin (0.8667, 0.9333]; 0.78 -> (0.7333, 0.8]; 0.7 -> (0.6667, 0.7333];
+    # 0.55 -> (0.5333, 0.6]. One sample per bin, so ECE = mean |correct - conf|
+    #   = (0.1 + 0.78 + 0.3 + 0.45) / 4 = 0.4075
+    p1 = np.array([0.9, 0.78, 0.3, 0.55])
+    logits = np.log(p1 / (1 - p1))[:, None]
+    labels = np.array([1, 0, 0, 1])
+    assert classification_metrics(logits, labels)["ece"] == pytest.approx(0.4075, rel=1e-12)
+
+
+def test_ece_pools_samples_within_a_bin():
+    # both confidences 0.9 and 0.92 fall in (0.8667, 0.9333]; one right, one wrong:
+    # |acc - conf| = |0.5 - 0.91| = 0.41, weight 2/2
+    p1 = np.array([0.9, 0.92])
+    logits = np.log(p1 / (1 - p1))[:, None]
+    assert classification_metrics(logits, np.array([1, 0]))["ece"] == pytest.approx(0.41, rel=1e-12)
+
+
+def test_calibration_table():
+    p1 = np.array([0.9, 0.75, 0.3, 0.55, 0.95])
+    logits = np.log(p1 / (1 - p1))[:, None]
+    labels = np.array([1, 0, 0, 1, 0])
+    table = calibration_table(logits, labels, n_bins=5)
+    assert list(table.columns) == ["bin", "lower", "upper", "count", "confidence", "accuracy"]
+    np.testing.assert_allclose(table["lower"], [0.0, 0.2, 0.4, 0.6, 0.8])
+    np.testing.assert_allclose(table["upper"], [0.2, 0.4, 0.6, 0.8, 1.0])
+    # top-label confidences 0.9, 0.75, 0.7, 0.55, 0.95 -> bins (0.8,1], (0.6,0.8], (0.6,0.8], (0.4,0.6], (0.8,1]
+    # correct: yes, no, yes, yes, no
+    assert table["count"].tolist() == [0, 0, 1, 2, 2]
+    np.testing.assert_allclose(table["confidence"][2:], [0.55, 0.725, 0.925])
+    np.testing.assert_allclose(table["accuracy"][2:], [1.0, 0.5, 0.5])
+    assert table.loc[:1, ["confidence", "accuracy"]].isna().all().all()
+
+
+def test_calibration_table_counts_every_sample():
+    outputs, labels = random_problem(3, n=1000)
+    table = calibration_table(outputs, labels)
+    assert len(table) == 10 and table["count"].sum() == 1000
+    # ECE from a 15-bin table equals the metric
+    table15 = calibration_table(outputs, labels, n_bins=15).dropna()
+    ece = np.sum(table15["count"] / 1000 * np.abs(table15["accuracy"] - table15["confidence"]))
+    assert classification_metrics(outputs, labels)["ece"] == pytest.approx(ece, rel=1e-12)
+
+
+@pytest.mark.parametrize("n_targets", [1, 3])
+def test_regression_metrics_match_sklearn(n_targets):
+    rng = np.random.default_rng(n_targets)
+    targets = rng.normal(size=(300, n_targets)) * [1.0, 5.0, 0.1][:n_targets]
+    outputs = targets + rng.normal(0.0, 0.5, targets.shape)
+    metrics = regression_metrics(outputs, targets)
+    assert metrics["mse"] == pytest.approx(mean_squared_error(targets, outputs), rel=1e-12)
+    assert metrics["mae"] == pytest.approx(mean_absolute_error(targets, outputs), rel=1e-12)
+    assert metrics["r2"] == pytest.approx(r2_score(targets, outputs), rel=1e-12)
+
+
+def test_regression_accepts_flat_targets_for_one_output():
+    rng = np.random.default_rng(0)
+    targets = rng.normal(size=50)
+    outputs = targets[:, None] + 0.1
+    assert regression_metrics(outputs, targets)["mse"] == pytest.approx(0.01)
+
+
+def test_r2_of_constant_target_follows_sklearn():
+    targets = np.column_stack([np.full(10, 2.0), np.arange(10.0)])
+    outputs = targets.copy()
+    outputs[0, 1] += 1.0
+    assert regression_metrics(outputs, targets)["r2"] == pytest.approx(r2_score(targets, outputs))
+    outputs[0, 0] += 1.0
+    assert regression_metrics(outputs, targets)["r2"] == pytest.approx(r2_score(targets, outputs))
+
+
+def test_non_finite_outputs_give_nan():
+    outputs, labels = random_problem(3, n=20)
+    outputs[3, 1] = np.nan
+    assert all(np.isnan(v) for v in classification_metrics(outputs, labels).values())
+    assert all(np.isnan(v) for v in regression_metrics(outputs, outputs * 0).values())
+    assert calibration_table(outputs, labels)["count"].sum() == 19
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [(np.array([0, 1, 3]), "labels in"), (np.array([0, 1]), "labels of shape"),
+     (np.array([0.0, 1.0, 1.0]), "integer class labels")],
+    ids=["out-of-range", "wrong-length", "float"],
+)
+def test_bad_labels(labels, message):
+    with pytest.raises(ValueError, match=message):
+        classification_metrics(np.zeros((3, 3)), labels)
