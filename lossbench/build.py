@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 #: Top-level keys that change how a run is shown or scheduled, never its numbers.
-NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report")
+NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question")
 PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 

@@ -45,19 +45,18 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 
 
-def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[tuple[str, str]]:
-    """``(job label, message)`` for every job whose config fails :func:`lossbench.build.build`."""
+def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[tuple[list[str], str]]:
+    """``(job overrides, message)`` for every job whose config fails :func:`lossbench.build.build`."""
     from hydra import compose
 
     from lossbench.build import ConfigError, build
 
     problems = []
     for job in jobs:
-        label = " ".join(job) or "(defaults)"
         try:
             cfg = compose(config_name=config_name, overrides=job, return_hydra_config=True)
         except Exception as err:  # composition errors: Hydra's message is the useful part
-            problems.append((label, str(err).strip().splitlines()[0]))
+            problems.append((job, str(err).strip().splitlines()[0]))
             continue
         choices = dict(cfg.hydra.runtime.choices)
         with_hydra = OmegaConf.to_container(cfg, resolve=False)
@@ -65,7 +64,7 @@ def validate_jobs(config_name: str, jobs: list[list[str]]) -> list[tuple[str, st
         try:
             build(OmegaConf.create(with_hydra), choices=choices)
         except ConfigError as err:
-            problems.append((label, str(err)))
+            problems.append((job, str(err)))
     return problems
 
 
@@ -85,8 +84,12 @@ class SweepCallback(Callback):
         log.debug("validated %d jobs in %.2f s", len(jobs), time.perf_counter() - tic)
         if not problems:
             return
-        lines = "\n".join(f"  {label}: {message}" for label, message in problems)
+        lines = "\n".join(f"  {' '.join(job) or '(defaults)'}: {message}" for job, message in problems)
         if config.sweep.skip_invalid:
+            from lossbench.records import write_json
+
+            skipped = [{"overrides": list(job), "message": message} for job, message in problems]
+            write_json(Path(config.hydra.sweep.dir) / "skipped.json", {"skipped": skipped})
             log.warning("sweep.skip_invalid=true: skipping %d of %d jobs that cannot run:\n%s",
                         len(problems), len(jobs), lines)
             return

@@ -54,6 +54,10 @@ def _check_number(key: str, value, allowed: str, ok) -> float:
 # ---------------------------------------------------------------------------------------------
 # numerics shared by the losses
 
+# Outputs below half the largest float cannot overflow in z - max(z), so every log-probability is
+# finite; the class-label fast paths serve only such outputs (larger ones take the general path).
+_NO_OVERFLOW_BOUND = {np.dtype(dtype): float(np.finfo(dtype).max) / 2 for dtype in (np.float64, np.float32)}
+
 
 def _sigmoids(z: np.ndarray, exp_neg_abs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sigma(z) and sigma(-z) = 1 - sigma(z), each to full relative precision, from exp(-|z|)."""
@@ -135,13 +139,26 @@ class Loss:
     def __call__(self, outputs, targets) -> tuple[np.ndarray, np.ndarray]:
         """Return ``(per_sample_loss (n,), dlogits (n, k))`` for outputs (n, k) and targets."""
         outputs = _check_outputs(outputs)
+        targets = np.asarray(targets)
+        largest = np.maximum.reduce(np.abs(outputs), axis=None, initial=0.0)  # nan if any output is nan
+        if (targets.dtype.kind in "iub" and self._labels_suffice()
+                and largest < _NO_OVERFLOW_BOUND.get(outputs.dtype, 0.0)):
+            return self._loss_and_gradient_of_labels(outputs, self._check_labels(outputs, targets))
         target, labels = self._prepare_targets(outputs, targets)
-        if np.isfinite(outputs).all():
+        if math.isfinite(largest):
             return self._loss_and_gradient(outputs, target, labels)
         with np.errstate(all="ignore"):  # a diverged model: pass nan/inf on to the trainer, quietly
             return self._loss_and_gradient(outputs, target, labels)
 
     def _loss_and_gradient(self, outputs, target, labels):
+        raise NotImplementedError
+
+    def _labels_suffice(self) -> bool:
+        """True when ``_loss_and_gradient_of_labels`` serves class labels (no (n, k) target array built)."""
+        return False
+
+    def _loss_and_gradient_of_labels(self, outputs, labels):
+        """The results of ``_loss_and_gradient`` for int labels (n,) and outputs below the overflow bound."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -153,11 +170,7 @@ class Loss:
         n, k = outputs.shape
         targets = np.asarray(targets)
         if targets.dtype.kind in "iub":
-            if targets.shape != (n,):
-                raise ValueError(f"integer class labels must have shape (n,) = ({n},), got {targets.shape}")
-            self._check_outputs_count(k)
-            labels = targets.astype(np.intp, copy=False)
-            _check_label_range(self.name, labels, k)
+            labels = self._check_labels(outputs, targets)
             if k == 1:
                 return labels.astype(outputs.dtype)[:, None], labels
             one_hot = np.zeros_like(outputs)
@@ -182,6 +195,16 @@ class Loss:
                 _check_row_sums(self.name, targets)
         return targets.astype(outputs.dtype, copy=False), None
 
+    def _check_labels(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
+        """Integer targets as intp labels (n,), checked against outputs (n, k)."""
+        n, k = outputs.shape
+        if targets.shape != (n,):
+            raise ValueError(f"integer class labels must have shape (n,) = ({n},), got {targets.shape}")
+        self._check_outputs_count(k)
+        labels = targets.astype(np.intp, copy=False)
+        _check_label_range(self.name, labels, k)
+        return labels
+
     def _check_outputs_count(self, k: int) -> None:
         if k < self.min_outputs:
             raise ValueError(f"loss '{self.name}' needs k >= 2 outputs (softmax); for one output use loss=bce")
@@ -202,7 +225,7 @@ def _check_label_range(name: str, labels: np.ndarray, k: int) -> None:
     if labels.size == 0:
         return
     high = 2 if k == 1 else k
-    low_label, high_label = labels.min(), labels.max()
+    low_label, high_label = np.minimum.reduce(labels), np.maximum.reduce(labels)
     if low_label >= 0 and high_label < high:
         return
     bad = low_label if low_label < 0 else high_label
@@ -403,6 +426,24 @@ class CrossEntropy(Loss):
     def _loss_and_gradient(self, outputs, target, labels):
         return _softmax_cross_entropy(outputs, self._smoothed(target))
 
+    def _labels_suffice(self) -> bool:
+        return self.label_smoothing == 0.0
+
+    def _loss_and_gradient_of_labels(self, outputs, labels):
+        """Unsmoothed labels y (n,): ``loss_i = -log p_{i,y_i}``, ``dlogits_i = p_i - onehot(y_i)``.
+
+        The same numbers as the one-hot path, without building the (n, k) target: ``dlogits`` is
+        written over ``p``; where the label is the top class, ``p_y - 1 = -(1 - p_top)`` is taken
+        from the exact ``one_minus_top`` (as :func:`_softmax_backward` does).
+        """
+        softmax = _softmax(outputs)
+        rows = softmax.rows
+        per_sample_loss = -softmax.log_p[rows, labels]
+        dlogits = softmax.p
+        label_is_top = labels == softmax.top
+        dlogits[rows, labels] = np.where(label_is_top, -softmax.one_minus_top, dlogits[rows, labels] - 1.0)
+        return per_sample_loss, dlogits
+
 
 class KLDivergence(CrossEntropy):
     """KL divergence from the (smoothed) target to the softmax: cross-entropy minus the target's entropy.
@@ -417,6 +458,9 @@ class KLDivergence(CrossEntropy):
     """
 
     name = "kl"
+
+    def _labels_suffice(self) -> bool:
+        return False
 
     def _loss_and_gradient(self, outputs, target, labels):
         target = self._smoothed(target)

@@ -64,6 +64,7 @@ METRIC_RANGE = {  # the values a metric can take: confidence bands are clipped t
 }
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 Z_RANGE = (-10.0, 10.0)
+FIGURE_PREFIXES = ("curves_", "final_metrics", "heatmap", "learning_rate", "gradients", "reliability")
 RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
       "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
       "svg.hashsalt": "lossbench", "figure.dpi": 100}
@@ -270,6 +271,9 @@ def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[
                             "completed seeds of each group (bins weighted by their counts); the "
                             "diagonal is perfect calibration." + tuned_note, calibration))
 
+    for stale in report_dir.iterdir():  # figures of an earlier build that no longer apply
+        if stale.suffix in (".png", ".svg") and stale.stem.startswith(FIGURE_PREFIXES):
+            stale.unlink()
     saved = []
     for name, title, caption, figure in figures:
         if figure is None:
@@ -285,12 +289,10 @@ def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[
 # Figures
 
 
-def _legend(fig: Figure, styles: dict[str, dict], labels: list[str], line: bool = True) -> None:
+def _legend(fig: Figure, styles: dict[str, dict], labels: list[str]) -> None:
     """One legend for the whole figure, under the panels."""
-    handles = [Line2D([], [], color=styles[label]["color"],
-                      linestyle=styles[label]["linestyle"] if line else "none",
-                      marker=None if line else styles[label]["marker"], linewidth=2)
-               for label in labels]
+    handles = [Line2D([], [], color=styles[label]["color"], linestyle=styles[label]["linestyle"],
+                      linewidth=2) for label in labels]
     if handles:
         fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)),
                    frameon=False)
@@ -539,6 +541,11 @@ def _loss_nodes(runs: Runs) -> list[tuple[str, dict]]:
     return nodes
 
 
+def _gradient_linewidth(i: int) -> float:
+    """Later curves thinner and in another line style, so a curve drawn over an equal one shows."""
+    return max(3.0 - 0.5 * i, 1.2)
+
+
 def _gradient_figure(runs: Runs) -> tuple[Figure | None, list[str]]:
     """dL/dz against z for target 1 and 0, every loss of the sweep; returns (figure, skipped notes)."""
     from hydra.utils import instantiate
@@ -567,7 +574,12 @@ def _gradient_figure(runs: Runs) -> tuple[Figure | None, list[str]]:
         except Exception as error:
             skipped.append(f"{label} ({type(error).__name__}: {error})")
             continue
-        curves.append((label + (" [2 outputs (0, z)]" if two_outputs else ""), gradients))
+        label += " [2 outputs (0, z)]" if two_outputs else ""
+        same = [other for other, earlier in curves
+                if all(np.allclose(gradients[t], earlier[t], rtol=1e-9, atol=1e-12) for t in (1, 0))]
+        if same:  # drawn dashed on top of it; say so, or the reader sees one line for two losses
+            label += f" (same curve as {same[0].split(' [')[0]})"
+        curves.append((label, gradients))
     if not curves:
         return None, skipped
     fig = Figure(figsize=(11, 4.8), layout="constrained")
@@ -575,7 +587,7 @@ def _gradient_figure(runs: Runs) -> tuple[Figure | None, list[str]]:
     for ax, target in zip(axes, (1, 0)):
         for i, (label, gradients) in enumerate(curves):
             ax.plot(z, gradients[target], color=PALETTE[i % len(PALETTE)],
-                    linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], linewidth=2)
+                    linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=_gradient_linewidth(i))
         ax.axhline(0, color="0.4", linewidth=0.8)
         ax.axvline(0, color="0.4", linewidth=0.8)
         ax.set_xlabel("logit z")
@@ -585,7 +597,7 @@ def _gradient_figure(runs: Runs) -> tuple[Figure | None, list[str]]:
         ax.set_xticks(np.linspace(*Z_RANGE, 5))
     axes[0].set_ylabel("dL/dz (per-sample gradient)")
     handles = [Line2D([], [], color=PALETTE[i % len(PALETTE)],
-                      linestyle=LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)], linewidth=2)
+                      linestyle=LINESTYLES[i % len(LINESTYLES)], linewidth=_gradient_linewidth(i))
                for i in range(len(curves))]
     fig.legend(handles, [label for label, _ in curves], loc="outside lower center",
                ncols=min(3, len(curves)), frameon=False)
@@ -787,6 +799,16 @@ def _html(runs: Runs, shared: pd.DataFrame, tuned: TunedView | None, tuned_table
     if runs.missing:
         extra.append(f"{len(runs.missing)} missing (interrupted, no summary.json): "
                      + ", ".join(str(p) for p in runs.missing))
+    if runs.skipped:
+        combos: dict[tuple[str, str], int] = {}  # one line per combination, however many seeds
+        for job in runs.skipped:
+            key = (" ".join(o for o in job["overrides"] if not o.startswith(f"{res.REPLICATE_KEY}=")),
+                   job["message"])
+            combos[key] = combos.get(key, 0) + 1
+        extra.append(f"{len(runs.skipped)} job(s) not run because the combination cannot work "
+                     "(sweep.skip_invalid=true): "
+                     + "; ".join(f"{combo} ({n} job{'s' if n > 1 else ''}): {message}"
+                                 for (combo, message), n in combos.items()))
     if runs.duplicates:
         extra.append(f"{len(runs.duplicates)} duplicate run(s) dropped (same config hash): "
                      + ", ".join(str(p) for p in runs.duplicates))

@@ -95,7 +95,9 @@ class Runs:
     ``summary.json`` (interrupted); ``duplicates`` those dropped because another run had the same
     config hash (the completed, then newest, one is kept). ``question``: the top-level
     ``question`` string of the runs' config when they all share one (an experiment file may set
-    it), else None.
+    it), else None. ``skipped``: the jobs a sweep skipped as impossible combinations
+    (``sweep.skip_invalid=true``), each ``{"overrides": [...], "message": ...}``, from the sweep
+    folder's ``skipped.json``.
     """
 
     results: pd.DataFrame
@@ -107,6 +109,7 @@ class Runs:
     missing: list[Path] = field(default_factory=list)
     duplicates: list[Path] = field(default_factory=list)
     question: str | None = None
+    skipped: list[dict] = field(default_factory=list)
 
     @property
     def key_values(self) -> dict[str, list]:
@@ -430,10 +433,11 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     sweep_dirs = [Path(d) for d in sweep_dirs]
     if not sweep_dirs:
         raise NoRunsError("no sweep directory given")
-    records, missing = [], []
+    records, missing, skipped = [], [], []
     for sweep_dir in sweep_dirs:
         run_dirs, sweep_missing = _find_run_dirs(sweep_dir)
         missing.extend(sweep_missing)
+        skipped.extend(_read_skipped(sweep_dir))
         records.extend(_read_run(run_dir, sweep_dir) for run_dir in run_dirs)
     if not records:
         raise NoRunsError("no runs (subdirectories with summary.json) in "
@@ -451,7 +455,16 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     question = questions.pop() if len(questions) == 1 else None
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
                 sweep_dirs=sweep_dirs, target_fraction=target_fraction, missing=missing,
-                duplicates=duplicates, question=question if isinstance(question, str) else None)
+                duplicates=duplicates, question=question if isinstance(question, str) else None,
+                skipped=skipped)
+
+
+def _read_skipped(sweep_dir: Path) -> list[dict]:
+    """The jobs recorded in ``skipped.json`` of a sweep folder (none when the file is absent)."""
+    try:
+        return list(json.loads((Path(sweep_dir) / "skipped.json").read_text())["skipped"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _sweep_orders(sweep_dirs: list[Path]) -> dict[str, list]:

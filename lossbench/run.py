@@ -132,7 +132,7 @@ def run(cfg: DictConfig) -> dict | None:
         built = build(cfg)
     except ConfigError as err:
         if multirun and cfg.sweep.skip_invalid:
-            log.warning("skip %s: not a valid combination: %s", label, err)
+            log.info("skip %s: not a valid combination: %s", label, err)
             _cleanup_unfinished(out_dir)
             return None
         print(f"lossbench: error: {err}", file=sys.stderr)

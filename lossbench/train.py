@@ -77,7 +77,7 @@ def evaluate(model, loss, splits: dict, task: str) -> dict[str, float]:
 
 def global_norm(grads: dict[str, np.ndarray]) -> float:
     """``sqrt(Σ_p ‖g_p‖²)`` over all parameter gradients."""
-    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
+    return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
 
 
 def params_finite(params: dict[str, np.ndarray]) -> bool:
@@ -126,32 +126,36 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
             result.status, result.message = "diverged", "the initial training loss is not finite"
             return result
 
-        # One buffer for the shuffled training split: batches are then views, not copies.
-        X_shuffled = np.empty_like(X_train)
-        y_shuffled = np.empty_like(y_train)
+        # Mini-batches are gathered from the training split into two reused buffers, one batch at a
+        # time: no step allocates its batch and no epoch copies the whole split (the gathered rows
+        # are still in cache when the forward pass reads them).
+        shuffle = batch_size < n_train
+        if shuffle:
+            X_buffer = np.empty((batch_size, *X_train.shape[1:]), dtype=X_train.dtype)
+            y_buffer = np.empty((batch_size, *y_train.shape[1:]), dtype=y_train.dtype)
         step = 0
         train_time = 0.0
         for epoch in range(1, epochs + 1):
             lr = schedule(epoch, base_lr, epochs)
             optimizer.lr = lr
             tic = time.perf_counter()
-            if batch_size < n_train:
+            if shuffle:
                 order = rng.permutation(n_train)
-                np.take(X_train, order, axis=0, out=X_shuffled)
-                np.take(y_train, order, axis=0, out=y_shuffled)
-                X_epoch, y_epoch = X_shuffled, y_shuffled
-            else:
-                X_epoch, y_epoch = X_train, y_train
             norm_sum = 0.0
             n_steps = 0
             diverged_message = None
             for start in range(0, n_train, batch_size):
-                X_batch = X_epoch[start:start + batch_size]
-                y_batch = y_epoch[start:start + batch_size]
+                if shuffle:
+                    rows = order[start:start + batch_size]
+                    n_batch = rows.shape[0]
+                    # mode="clip" (the rows are valid) lets np.take write straight into `out`
+                    X_batch = np.take(X_train, rows, axis=0, out=X_buffer[:n_batch], mode="clip")
+                    y_batch = np.take(y_train, rows, axis=0, out=y_buffer[:n_batch], mode="clip")
+                else:
+                    X_batch, y_batch, n_batch = X_train, y_train, n_train
                 outputs, cache = model.forward(X_batch)
                 per_sample_loss, dlogits = loss(outputs, y_batch)
-                n_batch = X_batch.shape[0]
-                batch_loss = float(per_sample_loss.sum()) / n_batch
+                batch_loss = float(np.add.reduce(per_sample_loss)) / n_batch
                 if not math.isfinite(batch_loss):
                     diverged_message = f"the batch loss became {batch_loss} at step {step + 1}"
                     break

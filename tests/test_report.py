@@ -5,6 +5,7 @@ present. The loss nodes point at tiny losses in a module written into a temporar
 sys.path, so the gradient figure is tested without depending on lossbench.losses.
 """
 
+import importlib
 import importlib.util
 import math
 import re
@@ -169,6 +170,8 @@ def test_regression_sweep_merged_into_out_dir(tmp_path):
                          sweeps.regression_curve(0.6 + 0.01 * seed), task="regression")
         sweeps.write_run(second / str(seed), ["loss=huber", f"seed={seed}"],
                          sweeps.regression_curve(0.7 - 0.01 * seed), task="regression")
+    (out / "report").mkdir(parents=True)
+    (out / "report" / "gradients.png").write_bytes(b"from an earlier build")  # must not linger
     index = report.build_report([first, second], out_dir=out)
     assert index == out / "report" / "index.html"
     assert len(pd.read_csv(out / "results.csv")) == 4
@@ -219,3 +222,20 @@ def test_report_module_does_not_leak_matplotlib_into_results():
     code = "import lossbench.results, sys; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False"
+
+
+CONF = Path(importlib.import_module("lossbench.conf").__file__).parent
+
+
+@pytest.mark.parametrize("loss_file", sorted((CONF / "loss").glob("*.yaml")), ids=lambda path: path.stem)
+def test_gradient_figure_draws_every_shipped_loss(loss_file, tmp_path):
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.to_container(OmegaConf.load(loss_file))
+    sweeps.write_run(tmp_path / "0", [f"loss={loss_file.stem}", "seed=0"], sweeps.classification_curve(0.8),
+                     loss_node=node)
+    figure, skipped = report._gradient_figure(load_runs([tmp_path]))
+    assert skipped == []
+    for ax in figure.axes:
+        (line,) = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
+        assert np.isfinite(line.get_ydata()).all()
