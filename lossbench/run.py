@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -18,18 +17,16 @@ import traceback
 from pathlib import Path
 
 import hydra
-import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, config_hash
-from lossbench.records import (atomic_write_text, find_completed_run, provenance, write_json,
+from lossbench.records import (find_completed_run, provenance, write_json,
                                write_metrics, write_params)
 
 log = logging.getLogger("lossbench")
 
-PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 
 def _job_dirname(override_dirname: str) -> str:
@@ -55,15 +52,15 @@ _register_resolvers()
 class _Progress:
     """Per-epoch feedback: a bar on an interactive terminal, otherwise one log line per epoch."""
 
-    def __init__(self, mode: str, epochs: int, label: str):
+    def __init__(self, mode: str, epochs: int):
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
-        self.mode, self.epochs, self.label = mode, epochs, label
+        self.mode, self.epochs = mode, epochs
         self.bar = None
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=epochs, desc=label, unit="epoch", leave=False, dynamic_ncols=True)
+            self.bar = tqdm(total=epochs, desc="training", unit="epoch", leave=False, dynamic_ncols=True)
 
     def __call__(self, record: dict) -> None:
         epoch, loss = record["epoch"], record["train_loss"]
@@ -72,7 +69,7 @@ class _Progress:
         if self.bar is not None:
             if epoch > 0:
                 self.bar.update(1)
-            self.bar.set_postfix_str(f"train_loss={loss:.4g}{extra}")
+            self.bar.set_postfix_str(f"train_loss={loss:.4g}{extra.replace('_accuracy', '_acc')}")
         elif self.mode == "log":
             log.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
 
@@ -147,7 +144,7 @@ def run(cfg: DictConfig) -> dict | None:
                                             if not k.startswith("hydra/") and v is not None},
         "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
     }
-    progress = _Progress(cfg.progress, int(cfg.trainer.epochs), label)
+    progress = _Progress(cfg.progress, int(cfg.trainer.epochs))
     result = None
     try:
         from threadpoolctl import threadpool_limits

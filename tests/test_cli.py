@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +173,42 @@ def test_an_interrupted_sweep_resumes_and_skips_completed_runs(tmp_path):
         assert same == (name != lost), name
     assert proc.stderr.count("skip") + proc.stdout.count("skip") >= 3
     assert "3 reused" in proc.stdout
+
+
+EXPLODING_LOSS = '''
+import numpy as np
+
+
+class Exploding:
+    """Squared error that raises on its second call: validation passes, training fails."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, outputs, targets):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("boom in training")
+        residual = outputs - targets
+        return (residual ** 2).mean(axis=1), 2 * residual / outputs.shape[1]
+'''
+
+
+def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
+    (tmp_path / "exploding.py").write_text(EXPLODING_LOSS)
+    (tmp_path / "my_conf" / "loss").mkdir(parents=True)
+    (tmp_path / "my_conf" / "loss" / "exploding.yaml").write_text("_target_: exploding.Exploding\n")
+    sweep_dir = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    proc = _ok(subprocess.run(
+        [sys.executable, "-m", "lossbench", "--config-dir", "my_conf", "-m", "dataset=diabetes", "model=linear",
+         "loss=exploding,l2", *QUICK, f"hydra.sweep.dir={sweep_dir}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL))
+    by_loss = {s["choices"]["loss"]: s for s in _summaries(sweep_dir).values()}
+    assert by_loss["l2"]["status"] == "completed"
+    assert by_loss["exploding"]["status"] == "failed"
+    assert "boom in training" in by_loss["exploding"]["message"]
+    results = pd.read_csv(sweep_dir / "results.csv")
+    assert sorted(results["status"]) == ["completed", "failed"]
+    assert "boom in training" in (sweep_dir / "report" / "index.html").read_text()
+    assert "1 failed" in proc.stdout
