@@ -99,8 +99,12 @@ def _cleanup_unfinished(out_dir: Path) -> None:
     if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= allowed:
         import shutil
 
-        logging.shutdown()
         shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _choices(hydra_cfg) -> dict:
+    """The option picked in each lossbench config group, e.g. ``{"loss": "ce", ...}``."""
+    return {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
 
 
 def run(cfg: DictConfig) -> dict | None:
@@ -132,6 +136,15 @@ def run(cfg: DictConfig) -> dict | None:
             log.info("skip %s: not a valid combination: %s", label, err)
             _cleanup_unfinished(out_dir)
             return None
+        if multirun:  # the sweep checked every job before starting, so this is rare: record it, go on
+            log.error("invalid configuration: %s", err)
+            summary = {"status": "failed", "message": f"invalid configuration: {err}", "stop_epoch": 0,
+                       "epochs": cfg.trainer.get("epochs"), "task": None, "final": {}, "best": {},
+                       "seed": cfg.get("seed"), "config_hash": chash, "overrides": overrides,
+                       "choices": _choices(hydra_cfg), "config": OmegaConf.to_container(cfg, resolve=True),
+                       "finished_at": time.time()}
+            write_json(out_dir / "summary.json", summary)
+            return summary
         print(f"lossbench: error: {err}", file=sys.stderr)
         _cleanup_unfinished(out_dir)
         sys.exit(2)
@@ -140,8 +153,7 @@ def run(cfg: DictConfig) -> dict | None:
         "status": "failed", "message": None, "stop_epoch": 0, "epochs": int(cfg.trainer.epochs),
         "task": built.data.task, "dataset": built.data.name, "final": {}, "best": {},
         "wall_time_s": None, "train_time_s": None, "seed": int(cfg.seed), "config_hash": chash,
-        "overrides": overrides, "choices": {k: v for k, v in hydra_cfg.runtime.choices.items()
-                                            if not k.startswith("hydra/") and v is not None},
+        "overrides": overrides, "choices": _choices(hydra_cfg),
         "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
     }
     progress = _Progress(cfg.progress, int(cfg.trainer.epochs))
