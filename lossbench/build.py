@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import numbers
 import re
@@ -20,6 +21,9 @@ import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+log = logging.getLogger("lossbench")
 
 #: Top-level keys that change how a run is shown or scheduled, never its numbers.
 NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question")
@@ -30,9 +34,22 @@ class ConfigError(ValueError):
     """A value the user typed (or a combination of them) that cannot work; the message says why."""
 
 
+def resolved(cfg: DictConfig) -> dict:
+    """``cfg`` as a plain dict with every ``${...}`` resolved; ConfigError for a missing or bad value."""
+    try:
+        missing = sorted(OmegaConf.missing_keys(cfg))
+        if missing:
+            raise ConfigError(f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required: add "
+                              + " ".join(f"{key}=..." for key in missing) + " to the command")
+        return OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"{key + ': ' if key else ''}{str(err).splitlines()[0]}") from None
+
+
 def config_hash(cfg: DictConfig) -> str:
     """sha256 (16 hex digits) of the resolved config without the keys that do not affect results."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = resolved(cfg)
     for key in NON_RESULT_KEYS:
         container.pop(key, None)
     canonical = json.dumps(container, sort_keys=True, separators=(",", ":"), default=str)
@@ -62,6 +79,7 @@ def _check_top_level(cfg: DictConfig) -> None:
         ("progress", cfg.progress, cfg.progress in PROGRESS_MODES, " | ".join(PROGRESS_MODES)),
         ("blas_threads", cfg.blas_threads, _is_int(cfg.blas_threads) and cfg.blas_threads >= 0,
          "an integer >= 0 (0: leave the BLAS default)"),
+        ("sweep.skip_invalid", cfg.sweep.skip_invalid, isinstance(cfg.sweep.skip_invalid, bool), "true | false"),
         ("report.target_fraction", cfg.report.target_fraction,
          _is_number(cfg.report.target_fraction) and 0 < cfg.report.target_fraction <= 1, "0 < value <= 1"),
     ]
@@ -75,6 +93,10 @@ def _instantiate(group: str, node: DictConfig, choice: str | None):
     where = f"{group}={choice}" if choice else group
     try:
         return instantiate(node)
+    except OmegaConfBaseException as err:  # e.g. a bad ${interpolation} in a value
+        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
+    except MemoryError as err:
+        raise ConfigError(f"{where}: does not fit in memory ({err})") from None
     except InstantiationException as err:
         cause = err.__cause__ or err
         if isinstance(cause, (ValueError, TypeError)):
@@ -144,6 +166,7 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
     label noise, outliers), the initial parameters and the per-epoch shuffling, so changing the
     batch size, say, does not change the split or the initialisation.
     """
+    resolved(cfg)
     _check_top_level(cfg)
     choices = _choices() if choices is None else choices
     source = _instantiate("dataset", cfg.dataset, choices.get("dataset"))
@@ -155,7 +178,7 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
     data_seed, init_seed, shuffle_seed = np.random.SeedSequence(int(cfg.seed)).spawn(3)
     try:
         data = source.load(np.random.default_rng(data_seed))
-    except (ValueError, OSError) as err:
+    except (ValueError, OSError, MemoryError) as err:
         raise ConfigError(f"dataset={choices.get('dataset', '?')}: {err}") from None
 
     model_name = choices.get("model", type(model).__name__.lower())
@@ -163,7 +186,10 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
         n_outputs = model.output_size(data.task, data.n_targets)
     except ValueError as err:
         raise ConfigError(f"model={model_name} does not fit dataset={choices.get('dataset', data.name)}: {err}") from None
-    model.build(data.X_train.shape[1], n_outputs, np.random.default_rng(init_seed))
+    try:
+        model.build(data.X_train.shape[1], n_outputs, np.random.default_rng(init_seed))
+    except MemoryError as err:
+        raise ConfigError(f"model={model_name}: the parameters do not fit in memory ({err})") from None
 
     dtype = next(iter(model.params.values())).dtype
     for split in ("train", "val", "test"):
@@ -181,5 +207,13 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
             f"loss={choices.get('loss', type(loss).__name__)} does not fit model={model_name} "
             f"({n_outputs} output{'s' if n_outputs != 1 else ''}) on dataset={choices.get('dataset', data.name)} "
             f"({data.task}): {err}") from None
+    n_train = len(data.y_train)
+    if optimizer.batch_size is not None and optimizer.batch_size > n_train:
+        log.warning("optimizer.batch_size=%d exceeds the %d training samples: every step uses the whole "
+                    "training split (full batch)", optimizer.batch_size, n_train)
+    min_lr = getattr(schedule, "min_lr", None)
+    if min_lr is not None and min_lr >= optimizer.lr:
+        raise ConfigError(f"schedule={choices.get('schedule', '?')}: schedule.min_lr={min_lr} must be below "
+                          f"optimizer.lr={optimizer.lr} (the schedule decays from lr to min_lr)")
     return Built(cfg=cfg, data=data, model=model, loss=loss, optimizer=optimizer, schedule=schedule,
                  shuffle_rng=np.random.default_rng(shuffle_seed))

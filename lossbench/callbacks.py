@@ -38,9 +38,10 @@ def sweep_jobs(config: DictConfig) -> list[list[str]] | None:
 
     if config.hydra.sweeper.get("_target_") != _BASIC_SWEEPER:
         return None
-    params = config.hydra.sweeper.get("params") or {}
+    params = config.hydra.sweeper.get("params")
+    params = OmegaConf.to_container(params, resolve=False) if params else {}
     arguments = [f"{key}={value}" for key, value in params.items()]
-    arguments += list(config.hydra.overrides.task)
+    arguments += OmegaConf.to_container(config.hydra.overrides.task, resolve=False)
     overrides = OverridesParser.create().parse_overrides(arguments)
     return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
 

@@ -136,7 +136,8 @@ class DataSource:
         such split (None in the Dataset). Classification splits are stratified: every class gets at
         least one sample in every split and the rest is shared out in proportion to class sizes.
     label_noise : fraction in [0, 1] of TRAINING labels replaced by a different class drawn uniformly
-        from the other n_classes - 1 (exactly round(label_noise * n_train) labels change).
+        from the other n_classes - 1 (exactly round(label_noise * n_train) labels change, at
+        least one when label_noise > 0).
         Classification only; validation and test labels stay clean.
     outliers : fraction in [0, 1] of TRAINING samples whose targets are corrupted (every target
         column of the sample): y <- y + outlier_scale * N(0, 1) in standardised units, i.e.
@@ -386,6 +387,11 @@ class Bundled(DataSource):
 # scikit-learn generators (keys named as scikit-learn's make_* arguments)
 
 
+#: Upper bounds that keep a generated data set within memory (10M x 100 float64 values: 8 GB).
+MAX_GENERATED_SAMPLES = 10_000_000
+MAX_GENERATED_VALUES = 1_000_000_000
+
+
 class _Generated(DataSource):
     """A scikit-learn generator; ``random_state`` fixes the generated set (null: drawn per run)."""
 
@@ -393,6 +399,8 @@ class _Generated(DataSource):
 
     def __init__(self, n_samples: int, random_state: int | None = 0, **common):
         self.n_samples = _check_int("n_samples", n_samples, 2)
+        if self.n_samples > MAX_GENERATED_SAMPLES:
+            raise _invalid("n_samples", n_samples, f"an integer from 2 to {MAX_GENERATED_SAMPLES:,}")
         self.random_state = _check_random_state(random_state)
         super().__init__(**common)
         self._check_task_keys(self.task)
@@ -401,11 +409,26 @@ class _Generated(DataSource):
         """(X, y) from the scikit-learn generator."""
         raise NotImplementedError
 
+    def _scale_keys(self) -> str:
+        """The keys that set the size of the generated values, for messages."""
+        keys = [k for k in ("noise", "cluster_std", "class_sep", "factor") if hasattr(self, k)]
+        return ", ".join(f"{k}={getattr(self, k)!r}" for k in keys) or "the generator's keys"
+
     def _read(self, rng):
         seed = self.random_state
         if seed is None:
             seed = int(rng.integers(2**31))
-        X, y = self._generate(seed)
+        n_features = getattr(self, "n_features", 2)
+        if self.n_samples * n_features > MAX_GENERATED_VALUES:
+            raise ValueError(f"n_samples={self.n_samples} x n_features={n_features} is too large: at most "
+                             f"{MAX_GENERATED_VALUES:,} values ({MAX_GENERATED_VALUES * 8 / 1e9:.0f} GB) in all")
+        with np.errstate(over="ignore", invalid="ignore"):
+            X, y = self._generate(seed)
+            finite = np.isfinite(X).all() and np.isfinite(np.asarray(y, dtype=np.float64)).all() \
+                and np.isfinite(X.std(axis=0)).all()
+        if not finite:
+            raise ValueError(f"the generated data are not finite: a value of {self._scale_keys()} "
+                             "is too large for float64")
         feature_names = [f"x{j}" for j in range(X.shape[1])]
         if self.task == CLASSIFICATION:
             n_classes = int(y.max()) + 1
@@ -646,9 +669,9 @@ class CSV(DataSource):
         return _RawData(X, y.reshape(-1, 1), task, [str(c) for c in feature_columns], None)
 
     def _numeric_feature(self, column: pd.Series) -> np.ndarray:
-        """The column as float64, or an error showing the first non-numeric value."""
+        """The column as float64, or an error showing the first non-numeric or infinite value."""
         if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-            return column.to_numpy(dtype=np.float64)
+            return self._finite(column.to_numpy(dtype=np.float64), column.name)
         converted = pd.to_numeric(column, errors="coerce")
         bad = np.flatnonzero(converted.isna().to_numpy())
         if bad.size:
@@ -657,11 +680,24 @@ class CSV(DataSource):
                 f"{bad[0] + 2}; encode it as numbers (e.g. one-hot) or drop the column",
                 column.name,
             )
-        return converted.to_numpy(dtype=np.float64)
+        return self._finite(converted.to_numpy(dtype=np.float64), column.name)
+
+    def _finite(self, values: np.ndarray, column) -> np.ndarray:
+        """``values``, or an error naming the first infinite entry (NaN is caught earlier)."""
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise self._error(f"value {values[bad[0]]!r} on line {bad[0] + 2} is not finite "
+                              f"({bad.size} such value{'s' if bad.size > 1 else ''})", column)
+        with np.errstate(over="ignore", invalid="ignore"):
+            spread = float(np.std(values)) if values.size else 0.0
+        if not math.isfinite(spread):
+            raise self._error("values are too large to standardise (their standard deviation "
+                              "overflows float64); rescale the column", column)
+        return values
 
     def _numeric_target(self, column: pd.Series) -> np.ndarray:
         if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-            return column.to_numpy(dtype=np.float64)
+            return self._finite(column.to_numpy(dtype=np.float64), column.name)
         converted = pd.to_numeric(column, errors="coerce")
         bad = np.flatnonzero(converted.isna().to_numpy())
         if bad.size or pd.api.types.is_bool_dtype(column):

@@ -79,14 +79,19 @@ def read_summary(path: Path) -> dict | None:
         return None
 
 
-def find_completed_run(sweep_dir: Path, config_hash: str) -> Path | None:
-    """The folder of a run in ``sweep_dir`` that completed with this config hash, if any."""
+#: Statuses that are results: a resumed sweep reuses them. A diverged run is deterministic, so
+#: training it again would only repeat the divergence; a failed run is tried again.
+REUSABLE_STATUSES = ("completed", "diverged")
+
+
+def find_finished_run(sweep_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a run in ``sweep_dir`` that completed (or diverged) with this config hash, if any."""
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         return None
     for summary_path in sorted(sweep_dir.glob("*/summary.json")):
         summary = read_summary(summary_path)
-        if summary and summary.get("status") == "completed" and summary.get("config_hash") == config_hash:
+        if summary and summary.get("status") in REUSABLE_STATUSES and summary.get("config_hash") == config_hash:
             return summary_path.parent
     return None
 

@@ -5,17 +5,26 @@
 
 - ``results.csv``: one row per run (``Runs.results``); ``curves.csv``: every run's metrics.csv rows,
   long format (``Runs.curves``);
-- ``report/index.html``: overview, tables and figures, every figure embedded as a base64 PNG, so the
-  file opens offline on its own;
+- ``report/index.html``: the question, then the answer (summary sentences, headline figures, the
+  final-metric table), then the runs, details and every other figure; each figure is embedded as a
+  base64 PNG, so the file opens offline on its own;
 - ``report/<figure>.png`` and ``report/<figure>.svg`` for every figure, and ``report/stats.csv``
-  (the per-group statistics shown in the tables, with a ``view`` column).
+  (the per-group statistics shown in the tables, with ``view`` and ``compared_within`` columns).
+
+What is compared
+    The swept keys define the groups (``lossbench.results``). When ``optimizer.lr`` is swept, the
+    answer, the curves and the reliability diagram show each group at its own best learning rate
+    (the tuned view); the shared-rate numbers are in a table of their own. With two or more
+    compared keys (besides ``dataset``), the last one becomes the panel key: figures draw one panel
+    per value of it (e.g. one per label-noise level) and colour the groups by the other keys, and
+    the tables rank and test the groups within each panel value. ``report.headline`` in the runs'
+    config (an experiment file may set it) names the figures shown with the answer; by default the
+    heat map when there is one, else the primary metric's convergence curves.
 
 Figures use matplotlib's ``Figure`` with the Agg canvas directly (no pyplot, no global backend
 change); matplotlib is imported here only, never by a training run. Colours are the Okabe-Ito
-palette (colour-blind safe), with line styles added after eight groups.
-
-When ``optimizer.lr`` is swept, the convergence curves and the reliability diagram show each group
-at its own best learning rate (the tuned view); the tables show both views, labelled.
+palette (colour-blind safe), each group also with its own line style, so overlapping curves stay
+visible and the figures read in grey.
 
 Command line: ``lossbench-report SWEEP_DIR [SWEEP_DIR ...] [--out DIR] [--target-fraction F]``.
 """
@@ -34,9 +43,10 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import pandas as pd
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from lossbench import results as res
 from lossbench.results import LR_KEY, NoRunsError, Runs, TunedView
@@ -64,6 +74,10 @@ METRIC_RANGE = {  # the values a metric can take: confidence bands are clipped t
 }
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 Z_RANGE = (-10.0, 10.0)
+MAX_PANEL_VALUES = 6   # a compared key with more values than this is not used as the panel key
+MAX_BOX_ROWS = 24      # the per-seed box figure is left out beyond this many groups in a panel
+NBSP = "\u00a0"          # keeps "0.97 ± 0.01" on one line in a table cell
+SIGNIFICANCE = 0.05    # "significantly worse than the best" in the answer sentences (Holm-corrected p)
 FIGURE_PREFIXES = ("curves_", "final_metrics", "heatmap", "learning_rate", "gradients", "reliability")
 RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
       "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
@@ -78,6 +92,24 @@ class FigureFile:
     title: str
     caption: str
     png: bytes
+
+
+@dataclass
+class Layout:
+    """How a report compares the groups of its view (see the module docstring).
+
+    ``view_results``/``view_keys``: the runs and group keys compared (the tuned view when the
+    learning rate is swept). ``colour_keys``: the keys that tell the groups of one panel apart
+    (colour, line style, marker). ``panel_key``: the key with one panel per value (None: one panel
+    per dataset only). ``within``: block keys plus the panel key, the keys within whose values
+    groups are ranked and tested.
+    """
+
+    view_results: pd.DataFrame
+    view_keys: list[str]
+    colour_keys: list[str]
+    panel_key: str | None
+    within: list[str]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -101,18 +133,23 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     runs.results.to_csv(out_dir / "results.csv", index=False)
     runs.curves.to_csv(out_dir / "curves.csv", index=False)
 
-    shared = res.shared_stats(runs)
     tuned = res.tuned_view(runs)
-    tuned_table = res.tuned_stats(runs, tuned) if tuned is not None else None
-    tables = [shared.assign(view="shared")]
-    if tuned_table is not None:
-        tables.append(tuned_table.assign(view="tuned"))
+    layout = _layout(runs, tuned)
+    panel = [layout.panel_key] if layout.panel_key else []
+    if tuned is not None:
+        answer_stats = res.tuned_stats(runs, tuned, compare_within=panel)
+        shared = res.shared_stats(runs)
+        tables = [answer_stats.assign(view="tuned", compared_within=", ".join(layout.within)),
+                  shared.assign(view="shared", compared_within=", ".join(runs.block_keys + [LR_KEY]))]
+    else:
+        answer_stats = res.shared_stats(runs, compare_within=panel)
+        tables = [answer_stats.assign(view="shared", compared_within=", ".join(layout.within))]
     pd.concat(tables, ignore_index=True).to_csv(report_dir / "stats.csv", index=False)
 
     with matplotlib.rc_context(RC):
-        figures = _all_figures(runs, tuned, report_dir)
+        figures = _all_figures(runs, tuned, layout, report_dir)
     index = report_dir / "index.html"
-    index.write_text(_html(runs, shared, tuned, tuned_table, figures), encoding="utf-8")
+    index.write_text(_html(runs, tuned, layout, answer_stats, figures), encoding="utf-8")
     return index
 
 
@@ -148,11 +185,21 @@ def main(argv: list[str] | None = None) -> int:
 # What is plotted
 
 
-def _view(runs: Runs, tuned: TunedView | None) -> tuple[pd.DataFrame, list[str]]:
-    """The runs and group keys figures compare: each group at its best rate when lr is swept."""
-    if tuned is not None:
-        return tuned.results, tuned.group_keys
-    return runs.results, runs.group_keys
+def _layout(runs: Runs, tuned: TunedView | None) -> Layout:
+    """The view compared (tuned when lr is swept), its colour keys and its panel key."""
+    view_results, view_keys = (tuned.results, tuned.group_keys) if tuned is not None else (
+        runs.results, runs.group_keys)
+    colour_keys, panel_key = _split_keys(runs, view_keys)
+    return Layout(view_results=view_results, view_keys=view_keys, colour_keys=colour_keys,
+                  panel_key=panel_key, within=runs.block_keys + ([panel_key] if panel_key else []))
+
+
+def _split_keys(runs: Runs, keys: list[str]) -> tuple[list[str], str | None]:
+    """``(colour keys, panel key)``: with two or more compared keys the last one gets panels."""
+    label_keys = _label_keys(keys, runs.block_keys)
+    if len(label_keys) >= 2 and len(res.ordered_values(runs.results[label_keys[-1]])) <= MAX_PANEL_VALUES:
+        return label_keys[:-1], label_keys[-1]
+    return label_keys, None
 
 
 def _label_keys(keys: list[str], block_keys: list[str]) -> list[str]:
@@ -165,6 +212,22 @@ def _group_label(values: dict, label_keys: list[str]) -> str:
 
 def _facet_title(values: tuple, block_keys: list[str]) -> str:
     return res.group_label(dict(zip(block_keys, values)), block_keys) if block_keys else ""
+
+
+def _panels(table: pd.DataFrame, block_keys: list[str], panel_key: str | None,
+            panel_values: list | None = None) -> list[tuple[str, pd.DataFrame, int]]:
+    """``(title, rows, block index)`` per dataset block and panel-key value, in sweep order."""
+    panels = []
+    for b, (block_values, block) in enumerate(res.iter_groups(table, block_keys)):
+        block_title = _facet_title(block_values, block_keys)
+        if panel_key is None:
+            panels.append((block_title, block, b))
+            continue
+        for value in panel_values if panel_values is not None else res.ordered_values(block[panel_key]):
+            rows = block[res.mask_equal(block[panel_key], value)]
+            title = ", ".join(t for t in (block_title, res.group_label({panel_key: value}, [panel_key])) if t)
+            panels.append((title, rows, b))
+    return panels
 
 
 def _eval_split(primary: str) -> str:
@@ -184,42 +247,49 @@ def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def _styles(runs: Runs, keys: list[str]) -> dict[str, dict]:
-    """A fixed colour/line style/marker per group label, the same in every figure."""
+def _styles(runs: Runs, colour_keys: list[str]) -> dict[str, dict]:
+    """A fixed colour, line style, marker and width per group of ``colour_keys``, in every figure.
+
+    Later groups get thinner lines and another dash pattern, so a curve drawn over an identical
+    one (CE and KL with the same gradient, say) still shows.
+    """
     labels = []
-    for values, _ in res.iter_groups(runs.results, _label_keys(keys, runs.block_keys)):
-        label = _group_label(dict(zip(_label_keys(keys, runs.block_keys), values)),
-                             _label_keys(keys, runs.block_keys))
+    for values, _ in res.iter_groups(runs.results, colour_keys):
+        label = _group_label(dict(zip(colour_keys, values)), colour_keys)
         if label not in labels:
             labels.append(label)
     return {label: {"color": PALETTE[i % len(PALETTE)],
-                    "linestyle": LINESTYLES[(i // len(PALETTE)) % len(LINESTYLES)],
-                    "marker": MARKERS[i % len(MARKERS)]}
+                    "linestyle": LINESTYLES[i % len(LINESTYLES)],
+                    "marker": MARKERS[i % len(MARKERS)],
+                    "linewidth": max(2.6 - 0.35 * i, 1.3)}
             for i, label in enumerate(labels)}
 
 
-def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[FigureFile]:
+def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir: Path) -> list[FigureFile]:
     """Draw, save (PNG + SVG) and return every figure that applies to this sweep."""
-    view_results, view_keys = _view(runs, tuned)
+    view_results, view_keys = layout.view_results, layout.view_keys
     figures: list[tuple[str, str, str, Figure | None]] = []
     tasks = set(runs.results["task"].dropna())
     primaries = runs.results["primary_metric"].dropna()
     split = _eval_split(primaries.iloc[0]) if len(primaries) else "test"
     tuned_note = (" Each group is shown at its own best learning rate (tuned view)."
                   if tuned is not None else "")
+    panel_note = (f" One panel per {layout.panel_key} value." if layout.panel_key else "")
 
     view_curves = runs.curves[runs.curves["run_id"].isin(view_results["run_id"])]
     curve_metrics = ["train_loss"] + [f"{split}_{m}" for task in ("classification", "regression")
                                       if task in tasks for m in CURVE_METRICS[task]]
     for metric in curve_metrics:
         caption = (f"Mean {_metric_label(metric)} over completed seeds with its 95% t-confidence "
-                   "band, against epoch (left) and training time (right); diverged and failed "
-                   "runs are excluded." + tuned_note)
+                   "band, against epoch" + (" (top row) and training time (bottom row)."
+                                            if layout.panel_key else
+                                            " (left) and training time (right).")
+                   + " Diverged and failed runs are excluded." + panel_note + tuned_note)
         if metric == "train_loss":
-            caption += (" Each run's training loss is its own loss function, so levels are not "
-                        "comparable across losses, only shapes.")
+            caption += (" Each run's training loss is its own loss function: levels are comparable "
+                        "only between losses with the same minimum, shapes always.")
         figures.append((f"curves_{metric}", f"Convergence: {_metric_label(metric)}", caption,
-                        _curves_figure(runs, view_curves, metric, view_keys)))
+                        _curves_figure(runs, layout, view_curves, metric)))
 
     final_metrics = [f"{split}_{m}" for task in ("classification", "regression") if task in tasks
                      for m in res.TASK_METRICS[task]]
@@ -237,24 +307,20 @@ def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[
                                   "Final metrics per group" + (" (each at its best learning rate)"
                                                                if tuned is not None else ""))))
 
-    for name, table_results, keys, view_title in (
-            [("heatmap", runs.results, runs.group_keys, "")]
-            + ([("heatmap_tuned", tuned.results, tuned.group_keys, ", each at its best learning rate")]
-               if tuned is not None else [])):
-        two, facet_keys = _label_keys(keys, runs.block_keys), runs.block_keys
-        if len(two) != 2 and len(keys) == 2 and table_results["primary_metric"].nunique() == 1:
-            two, facet_keys = keys, []  # dataset x one other key, on the same metric
-        if len(two) == 2:
-            figures.append((name, f"Heat map: {two[0]} × {two[1]}{view_title}",
-                            f"Mean final primary metric over completed seeds (± std) for each "
-                            f"{two[0]} and {two[1]}{view_title}; grey cells have no completed run.",
-                            _heatmap_figure(table_results, keys, two, facet_keys)))
+    for name, table, keys, two, panel_keys, view_title in _heatmap_specs(runs, tuned):
+        metric_name = _metric_label(table["primary_metric"].dropna().iloc[0], unit=False) \
+            if table["primary_metric"].notna().any() else "primary metric"
+        figures.append((name, f"Heat map: {two[0]} × {two[1]}{view_title}",
+                        f"Mean final {metric_name} over completed seeds (± std) for each {two[0]} "
+                        f"and {two[1]}{view_title}; '(k/n)' marks cells where only k of n runs "
+                        "completed, grey cells have no completed run.",
+                        _heatmap_figure(table, keys, two, panel_keys, view_title)))
 
     if tuned is not None:
         figures.append(("learning_rate", "Sensitivity to the learning rate",
                         "Mean final validation metric (train if there is no val split) with 95% "
-                        "CI against the learning rate; the star marks each group's chosen rate.",
-                        _lr_figure(runs, tuned)))
+                        "CI against the learning rate; the star marks each group's chosen rate."
+                        + panel_note, _lr_figure(runs, tuned)))
 
     if "classification" in tasks:
         figure, skipped = _gradient_figure(runs)
@@ -264,12 +330,13 @@ def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[
         if skipped:
             caption += " Not drawn: " + "; ".join(skipped) + "."
         figures.append(("gradients", "Gradient with respect to the logit", caption, figure))
-        calibration = _reliability_figure(runs, view_results, view_keys)
+        calibration = _reliability_figure(runs, layout)
         if calibration is not None:
             figures.append(("reliability", "Reliability diagram",
                             "Observed accuracy against mean confidence per bin, pooled over the "
-                            "completed seeds of each group (bins weighted by their counts); the "
-                            "diagonal is perfect calibration." + tuned_note, calibration))
+                            "completed seeds of each group (bins weighted by their counts; ECE of "
+                            "the pooled bins in the legend); the diagonal is perfect calibration."
+                            + panel_note + tuned_note, calibration))
 
     for stale in report_dir.iterdir():  # figures of an earlier build that no longer apply
         if stale.suffix in (".png", ".svg") and stale.stem.startswith(FIGURE_PREFIXES):
@@ -285,53 +352,94 @@ def _all_figures(runs: Runs, tuned: TunedView | None, report_dir: Path) -> list[
     return saved
 
 
+def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
+    """``(name, table, keys, [row key, column key], panel keys, title note)`` of each heat map.
+
+    Two compared keys (besides dataset): rows × columns, a panel per dataset. One compared key and
+    several datasets on the same metric: dataset × key. With the learning rate swept, also
+    ``heatmap_lr``: the first other key × learning rate (the shared-rate view), a panel per value
+    of a second other key.
+    """
+    keys, table = (tuned.group_keys, tuned.results) if tuned is not None else (runs.group_keys, runs.results)
+    name, note = ("heatmap_tuned", ", each at its best learning rate") if tuned is not None else ("heatmap", "")
+    label_keys = _label_keys(keys, runs.block_keys)
+    specs = []
+    if len(label_keys) == 2:
+        specs.append((name, table, keys, label_keys, runs.block_keys, note))
+    elif len(label_keys) == 1 and runs.block_keys and table["primary_metric"].nunique() == 1:
+        specs.append((name, table, keys, [*runs.block_keys, *label_keys], [], note))
+    if tuned is not None and 1 <= len(label_keys) <= 2:
+        specs.append(("heatmap_lr", runs.results, runs.group_keys, [label_keys[0], LR_KEY],
+                      runs.block_keys + label_keys[1:], " at every learning rate"))
+    return specs
+
+
 # ---------------------------------------------------------------------------------------------
 # Figures
 
 
-def _legend(fig: Figure, styles: dict[str, dict], labels: list[str]) -> None:
+def _line_handle(style: dict, marker: bool = False) -> Line2D:
+    return Line2D([], [], color=style["color"], linestyle=style["linestyle"],
+                  linewidth=style["linewidth"], marker=style["marker"] if marker else None)
+
+
+def _legend(fig: Figure, styles: dict[str, dict], labels: list[str], marker: bool = False) -> None:
     """One legend for the whole figure, under the panels."""
-    handles = [Line2D([], [], color=styles[label]["color"], linestyle=styles[label]["linestyle"],
-                      linewidth=2) for label in labels]
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)),
-                   frameon=False)
+    if labels:
+        fig.legend([_line_handle(styles[label], marker) for label in labels], labels,
+                   loc="outside lower center", ncols=len(labels) if len(labels) <= 6 else 4,
+                   frameon=False, handlelength=3.2)
 
 
-def _curves_figure(runs: Runs, view_curves: pd.DataFrame, metric: str, keys: list[str]) -> Figure | None:
-    """Mean ± 95% CI of ``metric`` per group against epoch and training time, a row per dataset."""
-    summary = res.curve_stats(view_curves, metric, keys)
+def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric: str) -> Figure | None:
+    """Mean ± 95% CI of ``metric`` per group against epoch and training time.
+
+    Without a panel key: a row per dataset, epoch left, time right. With one: a column per panel
+    value, and per dataset a row against epoch and a row against training time.
+    """
+    summary = res.curve_stats(view_curves, metric, layout.view_keys)
     if summary.empty:
         return None
-    label_keys = _label_keys(keys, runs.block_keys)
-    styles = _styles(runs, keys)
-    facets = list(res.iter_groups(summary, runs.block_keys))
-    fig = Figure(figsize=(11, 3.4 * len(facets) + 1.2), layout="constrained")
-    axes = fig.subplots(len(facets), 2, squeeze=False)
-    used = []
+    colour_keys, panel_key = layout.colour_keys, layout.panel_key
+    styles = _styles(runs, colour_keys)
+    panel_values = res.ordered_values(layout.view_results[panel_key]) if panel_key else None
+    panels = _panels(summary, runs.block_keys, panel_key, panel_values)
+    n_blocks = 1 + max(b for _, _, b in panels)
+    x_axes = [("epoch", "epoch"), ("time_s", "training time (s)")]
+    n_rows, n_cols = (2 * n_blocks, len(panel_values)) if panel_key else (n_blocks, 2)
+    width = min(3.9 * n_cols + 1.6, 18) if panel_key else 11
+    fig = Figure(figsize=(width, 3.0 * n_rows + 1.3), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey="row")
     low, high = METRIC_RANGE.get(metric.split("_", 1)[1], (-np.inf, np.inf))
-    for row, (facet_values, facet) in enumerate(facets):
-        log_y = _log_scale(facet["mean"].to_numpy(dtype=float), metric)
-        for col, (x, x_label) in enumerate([("epoch", "epoch"), ("time_s", "training time (s)")]):
-            ax = axes[row, col]
-            for values, group in res.iter_groups(facet, label_keys):
-                label = _group_label(dict(zip(label_keys, values)), label_keys)
+    used = []
+    block_means = {b: block["mean"].to_numpy(float)
+                   for b, (_, block) in enumerate(res.iter_groups(summary, runs.block_keys))}
+    for p, (title, part, b) in enumerate(panels):
+        column = sum(1 for _, _, other in panels[:p] if other == b)  # panel index within its dataset
+        log_y = _log_scale(block_means[b], metric)
+        for x_index, (x, x_label) in enumerate(x_axes):
+            ax = axes[2 * b + x_index, column] if panel_key else axes[b, x_index]
+            for values, group in res.iter_groups(part, colour_keys):
+                label = _group_label(dict(zip(colour_keys, values)), colour_keys)
                 style = styles[label]
                 group = group.sort_values("epoch")
                 ax.plot(group[x], group["mean"], color=style["color"], linestyle=style["linestyle"],
-                        linewidth=1.8)
+                        linewidth=style["linewidth"])
                 ax.fill_between(group[x].to_numpy(float),
                                 np.clip(group["ci_low"].to_numpy(float), low, high),
                                 np.clip(group["ci_high"].to_numpy(float), low, high),
-                                color=style["color"], alpha=0.18, linewidth=0)
+                                color=style["color"], alpha=0.15, linewidth=0)
                 if label not in used:
                     used.append(label)
             if log_y:
-                _log_axis(ax, facet["mean"].to_numpy(dtype=float))
+                _log_axis(ax, block_means[b])
             ax.set_xlabel(x_label)
-            ax.set_ylabel(_metric_label(metric))
-            facet_title = _facet_title(facet_values, runs.block_keys)
-            ax.set_title(f"{facet_title}: " * bool(facet_title) + f"against {x_label}")
+            if (column if panel_key else x_index) == 0:
+                ax.set_ylabel(_metric_label(metric).replace(" (", "\n("))
+            if panel_key:
+                ax.set_title(title)
+            else:
+                ax.set_title(f"{title}: " * bool(title) + f"against {x_label}")
     fig.suptitle(f"{_sentence_case(_metric_label(metric, unit=False))} during training "
                  "(mean and 95% CI over seeds)")
     _legend(fig, styles, used)
@@ -339,36 +447,42 @@ def _curves_figure(runs: Runs, view_curves: pd.DataFrame, metric: str, keys: lis
 
 
 def _log_axis(ax, values: np.ndarray) -> None:
-    """Log y with plain-number tick labels (minor ones too when the range is under 2 decades)."""
-    ax.set_yscale("log")
+    """Log y with plain-number tick labels; under 2 decades also minor labels at 2 and 5 only."""
+    ax.set_yscale("log", nonpositive="clip")  # a loss of exactly 0 (hinge) runs along the bottom
     values = values[np.isfinite(values) & (values > 0)]
     ax.set_ylim(bottom=values.min() / 2)  # a band reaching 0 runs off the bottom, not to 1e-300
-    plain = FuncFormatter(lambda value, _: f"{value:g}")
-    ax.yaxis.set_major_formatter(plain)
-    if np.log10(values.max() / values.min()) < 2:
-        ax.yaxis.set_minor_formatter(plain)
-    else:
-        ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+
+    def minor(value, _):
+        leading = round(value / 10 ** math.floor(math.log10(value) + 1e-9)) if value > 0 else 0
+        return f"{value:g}" if leading in (2, 5) else ""
+
+    few_decades = np.log10(values.max() / values.min()) < 2
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor if few_decades else (lambda value, _: "")))
 
 
 def _log_scale(values: np.ndarray, metric: str) -> bool:
-    """Log y for loss-like metrics spanning more than 1.5 decades (all positive)."""
-    values = values[np.isfinite(values)]
-    if res.higher_is_better(metric) or values.size == 0 or values.min() <= 0:
+    """Log y for loss-like metrics whose positive values span more than 1.5 decades."""
+    values = values[np.isfinite(values) & (values > 0)]
+    if res.higher_is_better(metric) or values.size == 0:
         return False
     return values.max() / values.min() > 10 ** 1.5
 
 
 def _final_figure(runs: Runs, table: pd.DataFrame, keys: list[str], metrics: list[str],
                   title: str) -> Figure | None:
-    """Per group: final value of each seed (points) over a box plot, a panel per metric."""
+    """Per group: final value of each seed (points) over a box plot, a panel per metric.
+
+    Groups are coloured by their colour keys (the learning rate and panel key are in the row
+    labels). Left out (None) beyond ``MAX_BOX_ROWS`` groups per dataset: unreadable.
+    """
     label_keys = _label_keys(keys, runs.block_keys)
-    # the same colour for a group at every learning rate: the y labels already tell rates apart
-    colour_keys = [key for key in keys if key != LR_KEY] if len(label_keys) > 1 else keys
-    colour_label_keys = _label_keys(colour_keys, runs.block_keys)
+    colour_keys = _split_keys(runs, [key for key in keys if key != LR_KEY])[0]
     styles = _styles(runs, colour_keys)
     facets = list(res.iter_groups(table, runs.block_keys))
     facet_groups = [list(res.iter_groups(facet, label_keys)) for _, facet in facets]
+    if max((len(groups) for groups in facet_groups), default=0) > MAX_BOX_ROWS:
+        return None
     facet_metrics = [[m for m in metrics if f"final_{m}" in facet and facet[f"final_{m}"].notna().any()]
                      for _, facet in facets]
     n_cols = max((len(m) for m in facet_metrics), default=0)
@@ -387,13 +501,14 @@ def _final_figure(runs: Runs, table: pd.DataFrame, keys: list[str], metrics: lis
                 continue
             column = f"final_{metric_names[col]}"
             for y, (values, group) in zip(positions, groups):
-                label = _group_label(dict(zip(label_keys, values)), label_keys)
-                colour = styles[_group_label(dict(zip(label_keys, values)), colour_label_keys)]["color"]
+                named = dict(zip(label_keys, values))
+                colour = styles[_group_label(named, colour_keys)]["color"]
                 completed = group[group["status"] == "completed"]
                 finite = completed[column].to_numpy(dtype=float)
                 finite = finite[np.isfinite(finite)]
                 if col == 0:
-                    tick_labels.append(f"{label}  ({len(completed)}/{len(group)} completed)")
+                    tick_labels.append(f"{_group_label(named, label_keys)}  "
+                                       f"({len(completed)}/{len(group)} completed)")
                 if finite.size >= 3:
                     ax.boxplot(finite, positions=[y], orientation="horizontal", widths=0.55,
                                showfliers=False, patch_artist=True,
@@ -420,72 +535,89 @@ def _final_figure(runs: Runs, table: pd.DataFrame, keys: list[str], metrics: lis
 
 
 def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
-                    facet_keys: list[str]) -> Figure | None:
-    """Mean final primary metric for each combination of two swept keys, a panel per facet."""
-    facets = list(res.iter_groups(table, facet_keys))
+                    panel_keys: list[str], view_title: str = "") -> Figure | None:
+    """Mean final primary metric (± std) for each combination of two keys, a panel per panel-key value.
+
+    One colour scale for all panels when they share a metric, so colours compare across panels.
+    """
+    panels = [(values, panel) for values, panel in res.iter_groups(table, panel_keys)
+              if panel["primary_metric"].notna().any()]
+    if not panels:
+        return None
     row_values, col_values = (res.ordered_values(table[key]) for key in two)
-    fig = Figure(figsize=(min(4 + 1.2 * len(col_values), 16) * len(facets) ** 0.5 + 1,
-                          1.2 + 0.6 * len(row_values) + 0.9),
-                 layout="constrained")
-    axes = fig.subplots(1, len(facets), squeeze=False)[0]
-    for ax, (facet_values, facet) in zip(axes, facets):
-        primary = facet["primary_metric"].dropna()
-        if primary.empty:
-            ax.set_visible(False)
-            continue
-        metric = "final_" + primary.iloc[0]
-        table_stats = res.group_stats(facet, metric, keys, facet_keys)
+    grids = []
+    for panel_values, panel in panels:
+        metric = "final_" + panel["primary_metric"].dropna().iloc[0]
+        cells = res.group_stats(panel, metric, keys, panel_keys)
         means = np.full((len(row_values), len(col_values)), np.nan)
-        stds = np.full_like(means, np.nan)
-        for _, cell in table_stats.iterrows():
-            i = res.index_of(row_values, cell[two[0]])
-            j = res.index_of(col_values, cell[two[1]])
-            means[i, j], stds[i, j] = cell["mean"], cell["std"]
+        texts = np.full(means.shape, "no\ncompleted run", dtype=object)
+        for _, cell in cells.iterrows():
+            i, j = res.index_of(row_values, cell[two[0]]), res.index_of(col_values, cell[two[1]])
+            means[i, j] = cell["mean"]
+            if np.isfinite(cell["mean"]):
+                texts[i, j] = f"{cell['mean']:.3f}" + (f"\n±{cell['std']:.3f}" if np.isfinite(cell["std"]) else "")
+            if cell["n_completed"] < cell["n_runs"]:
+                texts[i, j] += f"\n({cell['n_completed']}/{cell['n_runs']})"
+        grids.append((panel_values, metric, means, texts))
+    metrics = {metric for _, metric, _, _ in grids}
+    shared_scale = len(metrics) == 1
+    every = np.concatenate([means[np.isfinite(means)] for _, _, means, _ in grids])
+    n_panels = len(grids)
+    fig = Figure(figsize=(min(n_panels * (2.0 + 1.15 * len(col_values)) + 2.0, 18),
+                          1.6 + 0.6 * len(row_values) + 0.9), layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    image = None
+    for ax, (panel_values, metric, means, texts) in zip(axes, grids):
+        finite = every if shared_scale else means[np.isfinite(means)]
+        norm = Normalize(finite.min(), finite.max()) if finite.size else Normalize(0, 1)
         ax.set_facecolor("0.85")
-        image = ax.imshow(np.ma.masked_invalid(means), cmap="cividis", aspect="auto")
-        finite = means[np.isfinite(means)]
-        middle = (finite.min() + finite.max()) / 2 if finite.size else 0
+        image = ax.imshow(np.ma.masked_invalid(means), cmap="cividis", norm=norm, aspect="auto")
         for i in range(len(row_values)):
             for j in range(len(col_values)):
-                if np.isfinite(means[i, j]):
-                    text = f"{means[i, j]:.3f}" + (f"\n±{stds[i, j]:.3f}" if np.isfinite(stds[i, j]) else "")
-                    ax.text(j, i, text, ha="center", va="center", fontsize=9,
-                            color="black" if means[i, j] > middle else "white")
-                else:
-                    ax.text(j, i, "no\ncompleted run", ha="center", va="center", fontsize=8, color="0.2")
+                light = np.isfinite(means[i, j]) and norm(means[i, j]) > 0.5
+                ax.text(j, i, texts[i, j], ha="center", va="center",
+                        fontsize=9 if np.isfinite(means[i, j]) else 8,
+                        color="black" if light or not np.isfinite(means[i, j]) else "white")
         ax.set_xticks(range(len(col_values)), [res.format_value(v) for v in col_values],
-                      rotation=30 if len(col_values) > 4 else 0)
+                      rotation=30 if len(col_values) > 5 else 0)
         ax.set_yticks(range(len(row_values)), [res.format_value(v) for v in row_values])
         ax.set_xlabel(two[1])
         ax.set_ylabel(two[0])
         ax.grid(False)
-        ax.set_title(_facet_title(facet_values, facet_keys) or _metric_label(primary.iloc[0]))
-        fig.colorbar(image, ax=ax, label=f"final {_metric_label(primary.iloc[0])}", shrink=0.9)
-    fig.suptitle(f"Mean final metric: {two[0]} × {two[1]}")
+        ax.set_title(_facet_title(panel_values, panel_keys))
+        if not shared_scale:
+            fig.colorbar(image, ax=ax, label=f"final {_metric_label(metric.removeprefix('final_'))}",
+                         shrink=0.9)
+    if shared_scale and image is not None:
+        fig.colorbar(image, ax=list(axes), shrink=0.9,
+                     label=f"final {_metric_label(next(iter(metrics)).removeprefix('final_'))}".replace(" (", "\n("))
+    metric_text = _metric_label(next(iter(metrics)).removeprefix("final_"), unit=False) if shared_scale else "metric"
+    fig.suptitle(f"Final {metric_text}: {two[0]} × {two[1]}{view_title} (mean ± std over seeds)")
     return fig
 
 
 def _lr_figure(runs: Runs, tuned: TunedView) -> Figure | None:
-    """Mean final validation metric against the learning rate, a line per group, star at the choice."""
-    label_keys = _label_keys(tuned.group_keys, runs.block_keys)
-    styles = _styles(runs, tuned.group_keys)
-    facets = list(res.iter_groups(runs.results, runs.block_keys))
-    fig = Figure(figsize=(6.5 * len(facets) + 1.5, 5.2), layout="constrained")
-    axes = fig.subplots(1, len(facets), squeeze=False)[0]
+    """Mean final validation metric against the learning rate, a line per group, star at the choice.
+
+    A panel per dataset and panel-key value (see the module docstring).
+    """
+    colour_keys, panel_key = _split_keys(runs, tuned.group_keys)
+    styles = _styles(runs, colour_keys)
+    panels = [panel for panel in _panels(runs.results, runs.block_keys, panel_key)
+              if not _chosen_in(tuned.best_lr, panel[1], runs.block_keys + [panel_key] * bool(panel_key)).empty]
+    if not panels:
+        return None
+    fig = Figure(figsize=(min(5.6 * len(panels) + 1.0, 18), 5.0), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
     used = []
-    for ax, (facet_values, facet) in zip(axes, facets):
-        chosen = tuned.best_lr
-        for key, value in zip(runs.block_keys, facet_values):
-            chosen = chosen[res.mask_equal(chosen[key], value)]
-        if chosen.empty:
-            ax.set_visible(False)
-            continue
+    for ax, (title, panel, _) in zip(axes, panels):
+        chosen = _chosen_in(tuned.best_lr, panel, runs.block_keys + [panel_key] * bool(panel_key))
         selected_on = chosen["selected_on"].iloc[0]
         low, high = METRIC_RANGE.get(selected_on.rsplit("_", 1)[-1], (-np.inf, np.inf))
-        by_lr = res.group_stats(facet, selected_on, runs.group_keys, runs.block_keys)
-        groups = list(res.iter_groups(by_lr, label_keys))
+        by_lr = res.group_stats(panel, selected_on, runs.group_keys, runs.block_keys)
+        groups = list(res.iter_groups(by_lr, colour_keys))
         for i, (values, group) in enumerate(groups):
-            label = _group_label(dict(zip(label_keys, values)), label_keys)
+            label = _group_label(dict(zip(colour_keys, values)), colour_keys)
             group = group[np.isfinite(group["mean"].astype(float))].sort_values(LR_KEY)
             if group.empty:
                 continue
@@ -498,8 +630,8 @@ def _lr_figure(runs: Runs, tuned: TunedView) -> Figure | None:
             ax.errorbar(group[LR_KEY].to_numpy(float) * dodge, mean,
                         yerr=[np.nan_to_num(lower), np.nan_to_num(upper)],
                         color=style["color"], linestyle=style["linestyle"], marker=style["marker"],
-                        capsize=3, linewidth=1.6, markersize=5)
-            best = _rows_matching(chosen, label_keys, values)
+                        capsize=3, linewidth=min(style["linewidth"], 1.8), markersize=5)
+            best = _rows_matching(chosen, colour_keys, values)
             if not best.empty:
                 ax.scatter(best[LR_KEY].to_numpy(float) * dodge, best["mean"].to_numpy(float),
                            marker="*", s=220, color=style["color"], edgecolors="black",
@@ -507,12 +639,22 @@ def _lr_figure(runs: Runs, tuned: TunedView) -> Figure | None:
             used.append(label) if label not in used else None
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (optimizer.lr, log scale)")
-        ax.set_ylabel("final " + _metric_label(selected_on.removeprefix("final_")))
-        ax.set_title(_facet_title(facet_values, runs.block_keys) or "selection metric by learning rate")
-    fig.suptitle("Learning-rate sensitivity (mean, 95% CI over seeds; star = chosen rate; "
-                 "groups slightly offset sideways)")
-    _legend(fig, styles, used)
+        ax.set_title(title or "selection metric by learning rate")
+    axes[0].set_ylabel(("final " + _metric_label(selected_on.removeprefix("final_"))).replace(" (", "\n("))
+    fig.suptitle("Learning-rate sensitivity: mean and 95% CI over seeds, ★ = chosen rate\n"
+                 "(groups slightly offset sideways so equal values stay visible)")
+    _legend(fig, styles, used, marker=True)
     return fig
+
+
+def _chosen_in(best_lr: pd.DataFrame, panel: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The chosen-rate rows of ``best_lr`` that belong to ``panel`` (same values of ``keys``)."""
+    chosen = best_lr
+    for key in keys:
+        values = res.ordered_values(panel[key])
+        if len(values) == 1:
+            chosen = chosen[res.mask_equal(chosen[key], values[0])]
+    return chosen
 
 
 def _loss_nodes(runs: Runs) -> list[tuple[str, dict]]:
@@ -605,49 +747,54 @@ def _gradient_figure(runs: Runs) -> tuple[Figure | None, list[str]]:
     return fig, skipped
 
 
-def _reliability_figure(runs: Runs, table: pd.DataFrame, keys: list[str]) -> Figure | None:
-    """Accuracy against confidence per bin, bins pooled over each group's completed seeds."""
-    label_keys = _label_keys(keys, runs.block_keys)
-    styles = _styles(runs, keys)
-    facets = []
-    for facet_values, facet in res.iter_groups(table[table["task"] == "classification"], runs.block_keys):
+def _reliability_figure(runs: Runs, layout: Layout) -> Figure | None:
+    """Accuracy against confidence per bin, bins pooled over each group's completed seeds.
+
+    A panel per dataset and panel-key value; each panel's legend gives the pooled ECE per group.
+    """
+    colour_keys = layout.colour_keys
+    styles = _styles(runs, colour_keys)
+    table = layout.view_results[layout.view_results["task"] == "classification"]
+    panels = []
+    for title, panel, _ in _panels(table, runs.block_keys, layout.panel_key):
         groups = []
-        for values, group in res.iter_groups(facet, label_keys):
+        for values, group in res.iter_groups(panel, colour_keys):
             tables = [pd.read_csv(Path(run_dir) / "calibration.csv")
                       for run_dir in group.loc[group["status"] == "completed", "run_dir"]
                       if (Path(run_dir) / "calibration.csv").is_file()]
             if tables:
-                groups.append((_group_label(dict(zip(label_keys, values)), label_keys),
-                               _pool_bins(pd.concat(tables, ignore_index=True)), len(tables)))
+                groups.append((_group_label(dict(zip(colour_keys, values)), colour_keys),
+                               _pool_bins(pd.concat(tables, ignore_index=True))))
         if groups:
-            facets.append((facet_values, groups))
-    if not facets:
+            panels.append((title, groups))
+    if not panels:
         return None
-    fig = Figure(figsize=(5.6 * len(facets) + 1.0, 6.4), layout="constrained")
-    axes = fig.subplots(1, len(facets), squeeze=False)[0]
-    used = []
-    for ax, (facet_values, groups) in zip(axes, facets):
+    n_cols = min(len(panels), 4)
+    n_rows = math.ceil(len(panels) / n_cols)
+    fig = Figure(figsize=(4.3 * n_cols + 0.6, 4.5 * n_rows + 0.8), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, groups) in zip(axes.flat, panels):
         ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1.2)
-        for label, pooled, n_runs in groups:
+        handles, labels = [], []
+        for label, pooled in groups:
             style = styles[label]
             ax.plot(pooled["confidence"], pooled["accuracy"], color=style["color"],
-                    linestyle=style["linestyle"], marker=style["marker"], markersize=5, linewidth=1.6)
-            used.append(label) if label not in used else None
+                    linestyle=style["linestyle"], marker=style["marker"], markersize=4.5,
+                    linewidth=min(style["linewidth"], 2.0))
+            handles.append(_line_handle(style, marker=True))
+            labels.append(f"{label}: ECE {_pooled_ece(pooled):.3f}")
+        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8,
+                  frameon=False, ncols=1 if len(labels) > 3 else len(labels))
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
-        ax.set_xlabel("mean confidence in bin (predicted probability)")
-        ax.set_ylabel("observed accuracy in bin (fraction correct)")
+        ax.set_xlabel("mean confidence in bin\n(predicted probability)")
+        ax.set_ylabel("observed accuracy in bin\n(fraction correct)")
         split = groups[0][1]["split"].iloc[0] if "split" in groups[0][1] else ""
-        facet_title = _facet_title(facet_values, runs.block_keys)
-        ax.set_title(", ".join(t for t in (facet_title, f"{split} split" if split else "") if t))
-    labels = used
-    ece = {label: _pooled_ece(pooled) for _, groups in facets for label, pooled, _ in groups}
-    handles = [Line2D([], [], color=styles[l]["color"], linestyle=styles[l]["linestyle"],
-                      marker=styles[l]["marker"]) for l in labels]
-    fig.legend(handles, [f"{l} (ECE {ece[l]:.3f})" if len(facets) == 1 else l for l in labels],
-               loc="outside lower center", ncols=min(2, len(labels)), frameon=False)
-    fig.suptitle("Reliability diagram (bins pooled over seeds)")
+        ax.set_title(", ".join(t for t in (title, f"{split} split" if split else "") if t))
+    fig.suptitle("Reliability diagram (bins pooled over seeds; dotted diagonal = perfect calibration)")
     return fig
 
 
@@ -680,6 +827,11 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _pm(mean, std, digits: int = 3) -> str:
+    """``"0.974 ± 0.003"`` with non-breaking spaces, so a table cell never breaks inside it."""
+    return f"{_fmt(mean, digits)}{NBSP}±{NBSP}{_fmt(std, digits)}"
+
+
 def _fmt_p(value) -> str:
     if value is None or not math.isfinite(value):
         return "–"
@@ -710,8 +862,8 @@ def _stats_table(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
             rows.append({
                 **({key: res.format_value(row[key]) for key in shown_keys} or {"group": "all runs"}),
                 "completed": row["completed"],
-                "mean ± std": f"{_fmt(row['mean'])} ± {_fmt(row['std'])}",
-                "95% CI": f"[{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]",
+                "mean ± std": _pm(row["mean"], row["std"]),
+                "95% CI": f"[{_fmt(row['ci_low'])},{NBSP}{_fmt(row['ci_high'])}]",
                 "rank": _fmt(row["rank"], 0),
                 "test vs best": "best" if row["best"] else (row["test"] or "–"),
                 "p": _fmt_p(row["p_value"]),
@@ -725,11 +877,15 @@ def _stats_table(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
         target_value = _rows_matching(view_results, table_keys, block_values)["target_value"].dropna()
         target_text = (f" Target for 'epochs to target': {_metric_label(metric, unit=False)} "
                        f"{'≥' if res.higher_is_better(metric) else '≤'} {_fmt(target_value.iloc[0])} "
-                       f"({runs.target_fraction:g} of the best group's mean final value)."
+                       f"({runs.target_fraction:g} of the best mean final value of any group"
+                       f"{' on this dataset' if runs.block_keys else ''})."
                        if len(target_value) else "")
+        table = pd.DataFrame(rows)
+        if not table["not completed"].any():
+            table = table.drop(columns="not completed")
         parts.append(f"{heading}<p class='note'>Final {html.escape(_metric_label(metric))}"
                      f", {direction}, over completed seeds.{html.escape(target_text)}</p>"
-                     + _table(pd.DataFrame(rows)))
+                     + _table(table))
     return "\n".join(parts)
 
 
@@ -750,29 +906,6 @@ def _rows_matching(table: pd.DataFrame, keys: list[str], values: tuple) -> pd.Da
     return table[mask]
 
 
-def _all_metrics_table(runs: Runs, view_results: pd.DataFrame, keys: list[str]) -> str:
-    """Mean ± std of every final loss-independent metric per group (completed runs)."""
-    parts = []
-    for block_values, block in res.iter_groups(view_results, runs.block_keys):
-        primary = block["primary_metric"].dropna()
-        if primary.empty:
-            continue
-        split = _eval_split(primary.iloc[0])
-        task = block["task"].dropna().iloc[0]
-        metrics = [f"final_{split}_{m}" for m in res.TASK_METRICS.get(task, ())
-                   if f"final_{split}_{m}" in block]
-        rows = {}
-        for metric in metrics:
-            for _, row in res.group_stats(block, metric, keys, runs.block_keys).iterrows():
-                group = rows.setdefault(row["group"], {
-                    **{k: res.format_value(row[k]) for k in keys if k not in runs.block_keys},
-                    "completed": row["completed"]})
-                group[_metric_label(metric.removeprefix("final_"))] = f"{_fmt(row['mean'])} ± {_fmt(row['std'])}"
-        title = _facet_title(block_values, runs.block_keys)
-        parts.append((f"<h4>{html.escape(title)}</h4>" if title else "") + _table(pd.DataFrame(rows.values())))
-    return "\n".join(parts)
-
-
 def _question(runs: Runs) -> str:
     if runs.question:
         return runs.question
@@ -785,96 +918,239 @@ def _question(runs: Runs) -> str:
             f"reach {runs.target_fraction:g} of the best group's value?")
 
 
-def _html(runs: Runs, shared: pd.DataFrame, tuned: TunedView | None, tuned_table: pd.DataFrame | None,
-          figures: list[FigureFile]) -> str:
+def _all_metrics_table(runs: Runs, layout: Layout) -> str:
+    """Mean ± std of the final training loss and every loss-independent metric, per group."""
+    parts = []
+    keys = layout.view_keys
+    for block_values, block in res.iter_groups(layout.view_results, runs.block_keys):
+        primary = block["primary_metric"].dropna()
+        if primary.empty:
+            continue
+        split = _eval_split(primary.iloc[0])
+        task = block["task"].dropna().iloc[0]
+        metrics = ["final_train_loss"] + [f"final_{split}_{m}" for m in res.TASK_METRICS.get(task, ())]
+        rows = {}
+        for metric in (m for m in metrics if m in block):
+            for _, row in res.group_stats(block, metric, keys, runs.block_keys).iterrows():
+                group = rows.setdefault(row["group"], {
+                    **{k: res.format_value(row[k]) for k in keys if k not in runs.block_keys},
+                    "completed": row["completed"]})
+                name = ("training loss (own loss)" if metric == "final_train_loss"
+                        else _metric_label(metric.removeprefix("final_")))
+                group[name] = _pm(row["mean"], row["std"], 4)
+        title = _facet_title(block_values, runs.block_keys)
+        parts.append((f"<h4>{html.escape(title)}</h4>" if title else "") + _table(pd.DataFrame(rows.values())))
+    return "\n".join(parts)
+
+
+def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout) -> list[str]:
+    """One plain sentence per comparison (dataset × panel value): the best group, then the rest.
+
+    A group is "worse" when its Holm-corrected p against the best is below ``SIGNIFICANCE``, else
+    "not significantly different"; groups whose runs did not all complete say so.
+    """
+    if stats.empty:
+        return ["No completed run has a final value of the primary metric."]
+    shown_keys = [key for key in layout.view_keys if key not in layout.within]
+    items = []
+    for values, part in res.iter_groups(stats, layout.within):
+        where = res.group_label(dict(zip(layout.within, values)), layout.within) if layout.within else ""
+        metric = _metric_label(part["metric"].iloc[0], unit=False)
+        name = {index: _group_label(row, shown_keys) for index, row in part.iterrows()}
+        best = part[part["best"].astype(bool)]
+        if best.empty:
+            items.append(f"{where}: no completed run." if where else "No completed run.")
+            continue
+        top = best.iloc[0]
+        ci = (f"95% CI {_fmt(top['ci_low'])} to {_fmt(top['ci_high'])}, " if np.isfinite(top["ci_low"]) else "")
+        text = (f"{where + ': ' if where else ''}"
+                + (f"best {name[best.index[0]]}, " if len(part) > 1 else "")
+                + f"{metric} {_fmt(top['mean'])} ({ci}{int(top['n'])} seed{'' if int(top['n']) == 1 else 's'}).")
+        others = part.drop(index=best.index[0])
+        others = others[np.isfinite(others["mean"].astype(float))]
+        tied = others[others["p_holm"] >= SIGNIFICANCE]
+        worse = others[others["p_holm"] < SIGNIFICANCE]
+        untested = others[~np.isfinite(others["p_holm"].astype(float))]
+        if len(tied):
+            text += (" Not significantly different (Holm p ≥ 0.05): "
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'])} (p {_fmt_p(r['p_holm'])})"
+                                 for i, r in tied.iterrows()) + ".")
+        if len(worse):
+            text += (" Worse (Holm p < 0.05): "
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'])} (p {_fmt_p(r['p_holm'])})"
+                                 for i, r in worse.iterrows()) + ".")
+        if len(untested):
+            text += (" Not tested (fewer than 2 seeds): "
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'])}" for i, r in untested.iterrows()) + ".")
+        incomplete = part[part["n_completed"] < part["n_runs"]]
+        if len(incomplete):
+            text += " Runs that did not complete: " + "; ".join(
+                f"{name[i]} {r['n_runs'] - r['n_completed']} of {r['n_runs']} "
+                f"({r['n_diverged']} diverged, {r['n_failed']} failed)" for i, r in incomplete.iterrows()) + "."
+        items.append(text)
+    return items
+
+
+def _lr_table(runs: Runs, tuned: TunedView) -> str:
+    """Final primary metric of every group at every learning rate (mean ± std), chosen rate starred."""
+    parts = []
+    other = tuned.group_keys
+    shown = [key for key in other if key not in runs.block_keys]
+    for block_values, block in res.iter_groups(runs.results, runs.block_keys):
+        primary = block["primary_metric"].dropna()
+        if primary.empty:
+            continue
+        metric = "final_" + primary.iloc[0]
+        cells = res.group_stats(block, metric, runs.group_keys, runs.block_keys + [LR_KEY])
+        rates = res.ordered_values(block[LR_KEY])
+        rows = []
+        for values, group in res.iter_groups(cells, shown):
+            chosen = _rows_matching(_chosen_in(tuned.best_lr, block, runs.block_keys), shown, values)
+            chosen_lr = chosen[LR_KEY].iloc[0] if len(chosen) else None
+            row = {key: res.format_value(value) for key, value in zip(shown, values)} or {"group": "all runs"}
+            for rate in rates:
+                cell = group[res.mask_equal(group[LR_KEY], rate)]
+                if cell.empty:
+                    row[f"lr={res.format_value(rate)}"] = "–"
+                    continue
+                cell = cell.iloc[0]
+                text = _pm(cell["mean"], cell["std"]) if np.isfinite(cell["mean"]) else "no completed run"
+                if cell["n_completed"] < cell["n_runs"]:
+                    text += f" ({cell['n_completed']} of {cell['n_runs']} completed)"
+                if chosen_lr is not None and res.format_value(chosen_lr) == res.format_value(rate):
+                    text = "★ " + text
+                row[f"lr={res.format_value(rate)}"] = text
+            row["chosen lr (on validation)"] = res.format_value(chosen_lr) if chosen_lr is not None else "–"
+            rows.append(row)
+        title = _facet_title(block_values, runs.block_keys)
+        parts.append((f"<h4>{html.escape(title)}</h4>" if title else "")
+                     + f"<p class='note'>Final {html.escape(_metric_label(primary.iloc[0]))}, mean ± std "
+                       "over completed seeds, every group at every learning rate (the shared-rate "
+                       "view). ★ marks the rate chosen for the tuned view (best mean final "
+                       "validation value).</p>" + _table(pd.DataFrame(rows)))
+    return "\n".join(parts)
+
+
+def _runs_section(runs: Runs) -> str:
+    """Counts by status, skipped combinations, missing and duplicate runs, the keys that vary."""
     counts = runs.status_counts
-    n_seeds = len(runs.seeds)
+    status_text = ", ".join(f"{count} {status}" for status, count in counts.items())
+    parts = [f"<p>{len(runs.results)} runs: {html.escape(status_text)}.</p>"]
+    skipped = res.skipped_combinations(runs)
+    if len(skipped):
+        parts.append(f"<p>{int(skipped['jobs'].sum())} job(s) not run because the combination cannot "
+                     "work (<code>sweep.skip_invalid=true</code>), one row per combination:</p>"
+                     + _table(skipped))
+    if runs.missing:
+        parts.append(f"<p class='warn'>{len(runs.missing)} missing (interrupted, no summary.json): "
+                     + html.escape(", ".join(str(p) for p in runs.missing)) + "</p>")
+    if runs.duplicates:
+        parts.append(f"<p class='note'>{len(runs.duplicates)} duplicate run(s) dropped (same config "
+                     "hash): " + html.escape(", ".join(str(p) for p in runs.duplicates)) + "</p>")
+    not_completed = runs.results[runs.results["status"] != "completed"]
+    parts.append("<h3>Runs that did not complete</h3>" + (
+        "<p>Every run completed.</p>" if not_completed.empty else _table(pd.DataFrame(
+            [{**{key: res.format_value(row[key]) for key in runs.group_keys},
+              res.REPLICATE_KEY: row[res.REPLICATE_KEY], "status": row["status"],
+              "stopped at epoch": row["stop_epoch"], "message": row["message"] or "no message",
+              "run": row["run_id"]} for _, row in not_completed.iterrows()]))))
     keys_table = _table(pd.DataFrame(
         [{"key": key, "values": ", ".join(res.format_value(v) for v in values), "count": len(values)}
          for key, values in runs.key_values.items()]
         + [{"key": f"{res.REPLICATE_KEY} (replicates)", "values": ", ".join(map(str, runs.seeds)),
-            "count": n_seeds}]))
-    status_text = ", ".join(f"{count} {status}" for status, count in counts.items())
-    extra = []
-    if runs.missing:
-        extra.append(f"{len(runs.missing)} missing (interrupted, no summary.json): "
-                     + ", ".join(str(p) for p in runs.missing))
-    if runs.skipped:
-        combos: dict[tuple[str, str], int] = {}  # one line per combination, however many seeds
-        for job in runs.skipped:
-            key = (" ".join(o for o in job["overrides"] if not o.startswith(f"{res.REPLICATE_KEY}=")),
-                   job["message"])
-            combos[key] = combos.get(key, 0) + 1
-        extra.append(f"{len(runs.skipped)} job(s) not run because the combination cannot work "
-                     "(sweep.skip_invalid=true): "
-                     + "; ".join(f"{combo} ({n} job{'s' if n > 1 else ''}): {message}"
-                                 for (combo, message), n in combos.items()))
-    if runs.duplicates:
-        extra.append(f"{len(runs.duplicates)} duplicate run(s) dropped (same config hash): "
-                     + ", ".join(str(p) for p in runs.duplicates))
-    not_completed = runs.results[runs.results["status"] != "completed"]
-    problems = ("<p>Every run completed.</p>" if not_completed.empty else _table(pd.DataFrame(
-        [{"run": row["run_id"], **{key: res.format_value(row[key]) for key in runs.group_keys},
-          res.REPLICATE_KEY: row[res.REPLICATE_KEY], "status": row["status"],
-          "message": row["message"] or "no message"} for _, row in not_completed.iterrows()])))
+            "count": len(runs.seeds)}]))
+    parts.append("<h3>Keys that vary</h3><p class='note'>Each combination is a group; seeds are "
+                 "replicates.</p>" + keys_table)
+    return "\n".join(parts)
 
-    sections = []
+
+def _figure_html(figure: FigureFile) -> str:
+    return (f"<figure id='{figure.name}'><h3>{html.escape(figure.title)}</h3>"
+            f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,"
+            f"{base64.b64encode(figure.png).decode('ascii')}'>"
+            f"<figcaption>{html.escape(figure.caption)} "
+            f"<span class='files'>Files: {figure.name}.png, {figure.name}.svg</span></figcaption></figure>")
+
+
+def _headline_names(runs: Runs, tuned: TunedView | None, figures: list[FigureFile]) -> tuple[list[str], list[str]]:
+    """The figures shown with the answer, and the ``report.headline`` names that do not exist."""
+    names = [f.name for f in figures]
+    if runs.headline:
+        return [n for n in runs.headline if n in names], [n for n in runs.headline if n not in names]
+    primaries = runs.results["primary_metric"].dropna()
+    for name in ("heatmap_tuned", "heatmap", f"curves_{primaries.iloc[0]}" if len(primaries) else ""):
+        if name in names:
+            return [name], []
+    return [], []
+
+
+def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.DataFrame,
+          figures: list[FigureFile]) -> str:
+    headline, unknown = _headline_names(runs, tuned, figures)
+    by_name = {f.name: f for f in figures}
+    if tuned is not None:
+        view_note = ("Each group at its own best learning rate, chosen on the validation split "
+                     "(the tuned view); the same groups at every learning rate are in "
+                     "“Learning rate” below.")
+    else:
+        view_note = "Every group at the same optimizer settings (the learning rate was not swept)."
+    if layout.panel_key:
+        view_note += (f" Groups are compared within each value of {layout.panel_key}"
+                      + (" and dataset." if runs.block_keys else "."))
+    elif runs.block_keys:
+        view_note += " Groups are compared within each dataset."
+    answer = ("<ul class='answer'>" + "".join(f"<li>{html.escape(item)}</li>"
+                                               for item in _answer_items(answer_stats, runs, layout))
+              + "</ul>")
+    warn = "".join(f"<p class='warn'>report.headline names '{html.escape(n)}', which this report "
+                   "does not have.</p>" for n in unknown)
+    table_title = "Final metric per group" + (" (tuned: each at its own best learning rate)"
+                                              if tuned is not None else "")
+    sections = [
+        f"<h2>Question</h2><p class='question'>{html.escape(_question(runs))}</p>",
+        f"<h2>Answer</h2><p class='note'>{html.escape(view_note)}</p>{answer}{warn}"
+        + "".join(_figure_html(by_name[name]) for name in headline)
+        + f"<h3>{html.escape(table_title)}</h3>"
+        + _stats_table(answer_stats, runs, layout.view_results, layout.view_keys, layout.within),
+        "<h2>Runs</h2>" + _runs_section(runs),
+    ]
     if tuned is not None:
         sections.append(
-            "<h2>Final metrics at a shared learning rate</h2>"
-            "<p class='note'>Every group compared with the others <em>at the same learning "
-            "rate</em> (one table per rate). This is unfair to losses whose good learning rates "
-            "differ; see the tuned view below.</p>"
-            + _stats_table(shared, runs, runs.results, runs.group_keys, runs.block_keys + [LR_KEY]))
-        best_lr = pd.DataFrame([
-            {**{key: res.format_value(row[key]) for key in tuned.group_keys},
-             "best learning rate": res.format_value(row[LR_KEY]),
-             "chosen on (mean over seeds)": f"final {_metric_label(row['selected_on'], unit=False)}",
-             "mean": _fmt(row["mean"]), "completed seeds": row["n"]}
-            for _, row in tuned.best_lr.iterrows()])
-        sections.append(
-            "<h2>Tuned: each group at its own best learning rate</h2>"
-            "<p class='note'>For every group the learning rate with the best mean final "
-            "validation metric was chosen; the comparison below is on the test metric at that "
-            "rate. Chosen rates:</p>" + _table(best_lr)
+            "<h2>Learning rate</h2><p class='note'>Comparing groups at one shared learning rate is "
+            "unfair to those whose good rates differ; the answer above uses each group's own "
+            "best rate. The numbers at a shared learning rate:</p>"
             + "".join(f"<p class='warn'>{html.escape(note)}</p>" for note in tuned.notes)
-            + _stats_table(tuned_table, runs, tuned.results, tuned.group_keys, runs.block_keys))
-        view_results, view_keys = tuned.results, tuned.group_keys
-        all_title = "All final metrics (tuned: each group at its own best learning rate)"
-    else:
-        sections.append(
-            "<h2>Final metrics</h2><p class='note'>Each group at its configured optimizer "
-            "settings (the learning rate was not swept, so there is no tuned view).</p>"
-            + _stats_table(shared, runs, runs.results, runs.group_keys, runs.block_keys))
-        view_results, view_keys = runs.results, runs.group_keys
-        all_title = "All final metrics"
-    sections.append(f"<h2>{html.escape(all_title)}</h2>"
-                    "<p class='note'>Mean ± std over completed seeds.</p>"
-                    + _all_metrics_table(runs, view_results, view_keys))
-
-    figure_html = "\n".join(
-        f"<figure id='{f.name}'><h3>{html.escape(f.title)}</h3>"
-        f"<img alt='{html.escape(f.title)}' src='data:image/png;base64,"
-        f"{base64.b64encode(f.png).decode('ascii')}'>"
-        f"<figcaption>{html.escape(f.caption)} "
-        f"<span class='files'>Files: {f.name}.png, {f.name}.svg</span></figcaption></figure>"
-        for f in figures)
+            + _lr_table(runs, tuned))
+    all_title = "All final metrics" + (" (tuned: each group at its own best learning rate)"
+                                       if tuned is not None else "")
+    sections.append(f"<h2>{html.escape(all_title)}</h2><p class='note'>Mean ± std over completed "
+                    "seeds. The training loss is each run's own loss function (a CE and a KL run "
+                    "differ by the constant entropy of the target, for example).</p>"
+                    + _all_metrics_table(runs, layout))
+    others = [f for f in figures if f.name not in headline]
+    if others:
+        sections.append("<h2>" + ("More figures" if headline else "Figures") + "</h2>\n"
+                        + "\n".join(_figure_html(f) for f in others))
 
     methods = (
         "Groups are the combinations of swept keys; seeds are replicates. Only completed runs "
         "enter means, curves and tests; diverged and failed runs are counted and listed. "
-        "95% CI: mean ± t(0.975, n−1)·std/√n. Each group is tested against the best group "
-        "(two-sided t-test: paired by seed when both groups have exactly the same seeds, "
+        "95% CI: mean ± t(0.975, n−1)·std/√n. Each group is tested against the best group of its "
+        "table (two-sided t-test: paired by seed when both groups have exactly the same seeds, "
         "otherwise Welch's), and the p-values are Holm-corrected within each table. "
         f"Target: {runs.target_fraction:g} × the best group's mean final value (for a "
         "lower-is-better metric, best / fraction); epochs to target average the runs that "
         "reached it. Primary metric: accuracy (classification) or R² (regression) on the test "
         "split, else validation, else training."
-        + (" When datasets vary, each is compared separately." if runs.block_keys else ""))
+        + (" When datasets vary, each is compared separately." if runs.block_keys else "")
+        + (" The learning rate of the tuned view is chosen on the validation split, never on "
+           "the test split." if tuned is not None else ""))
+    sections.append(f"<h2>Methods</h2><p class='note'>{html.escape(methods)}</p>")
+    name = ", ".join(d.name for d in runs.sweep_dirs)
 
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<title>lossbench report</title>
+<title>lossbench report: {html.escape(name)}</title>
 <style>
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }}
@@ -885,22 +1161,14 @@ table.data th, table.data td {{ border: 1px solid #ccc; padding: 0.25em 0.55em; 
 table.data th {{ background: #f2f2f2; }}
 figure {{ margin: 1.5em 0; }} figure img {{ max-width: 100%; border: 1px solid #eee; }}
 figcaption {{ font-size: 0.92em; color: #333; }} .files {{ color: #777; }}
+.question {{ font-size: 1.1em; }} ul.answer li {{ margin-bottom: 0.4em; }}
 .note {{ color: #444; }} .warn {{ color: #8a4b00; }} .meta {{ color: #666; font-size: 0.9em; }}
 </style></head><body>
-<h1>lossbench report</h1>
+<h1>lossbench report: {html.escape(name)}</h1>
 <p class="meta">Sweep directories: {html.escape(", ".join(str(d) for d in runs.sweep_dirs))}<br>
 Generated {datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}. Data: results.csv, curves.csv,
 report/stats.csv.</p>
-<h2>Question</h2><p>{html.escape(_question(runs))}</p>
-<h2>Overview</h2>
-<p>{len(runs.results)} runs: {html.escape(status_text)}.
-{"<br>".join(html.escape(text) for text in extra)}</p>
-<p>Keys that vary (each combination is a group):</p>{keys_table}
-<h3>Runs that did not complete</h3>{problems}
 {"".join(sections)}
-<h2>Figures</h2>
-{figure_html}
-<h2>Methods</h2><p class="note">{html.escape(methods)}</p>
 </body></html>
 """
 

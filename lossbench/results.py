@@ -97,7 +97,10 @@ class Runs:
     ``question`` string of the runs' config when they all share one (an experiment file may set
     it), else None. ``skipped``: the jobs a sweep skipped as impossible combinations
     (``sweep.skip_invalid=true``), each ``{"overrides": [...], "message": ...}``, from the sweep
-    folder's ``skipped.json``.
+    folder's ``skipped.json`` (see ``skipped_combinations``). ``common_overrides``: the overrides
+    every run shares (e.g. ``experiment=l2_vs_ce``), which name no group. ``headline``: the
+    figure names listed under ``report.headline`` in the runs' config when they all share it
+    (an experiment file may set it), else None.
     """
 
     results: pd.DataFrame
@@ -110,6 +113,8 @@ class Runs:
     duplicates: list[Path] = field(default_factory=list)
     question: str | None = None
     skipped: list[dict] = field(default_factory=list)
+    common_overrides: list[str] = field(default_factory=list)
+    headline: list[str] | None = None
 
     @property
     def key_values(self) -> dict[str, list]:
@@ -343,13 +348,16 @@ def curve_stats(curves: pd.DataFrame, metric: str, group_keys: list[str],
 # Views
 
 
-def shared_stats(runs: Runs, confidence: float = 0.95) -> pd.DataFrame:
+def shared_stats(runs: Runs, confidence: float = 0.95, compare_within: Iterable[str] = ()) -> pd.DataFrame:
     """``group_stats`` of every group on its block's primary metric (final value).
 
     When the learning rate varies, groups are compared within each learning rate ("at a shared
-    learning rate"); see ``tuned_stats`` for the fairer view.
+    learning rate"); see ``tuned_stats`` for the fairer view. ``compare_within``: further group
+    keys within whose values groups are ranked and tested (e.g. ``["dataset.label_noise"]``: the
+    losses compared at each noise level), on top of the dataset blocks.
     """
     block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
+    block_keys += [key for key in compare_within if key not in block_keys]
     return _stats_per_primary(runs.results, runs.group_keys, block_keys, runs.block_keys,
                               confidence)
 
@@ -397,10 +405,42 @@ def tuned_view(runs: Runs, confidence: float = 0.95) -> TunedView | None:
     return TunedView(group_keys=other_keys, best_lr=best_lr, results=tuned_results, notes=notes)
 
 
-def tuned_stats(runs: Runs, tuned: TunedView, confidence: float = 0.95) -> pd.DataFrame:
-    """``group_stats`` on the primary metric with every group at its own best learning rate."""
-    return _stats_per_primary(tuned.results, tuned.group_keys, runs.block_keys, runs.block_keys,
+def tuned_stats(runs: Runs, tuned: TunedView, confidence: float = 0.95,
+                compare_within: Iterable[str] = ()) -> pd.DataFrame:
+    """``group_stats`` on the primary metric with every group at its own best learning rate.
+
+    ``compare_within``: as in ``shared_stats`` (keys of ``tuned.group_keys``).
+    """
+    block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
+    return _stats_per_primary(tuned.results, tuned.group_keys, block_keys, runs.block_keys,
                               confidence)
+
+
+def skipped_combinations(runs: Runs) -> pd.DataFrame:
+    """One row per impossible combination a sweep skipped (``sweep.skip_invalid=true``).
+
+    Jobs that differ only in their seed are one combination. Columns: ``combination`` (its
+    overrides without the seed and without the overrides every run shares, such as
+    ``experiment=...``), ``jobs`` (how many were skipped), ``seeds`` (their seeds, e.g.
+    ``"0, 1, 2"``) and ``message`` (why it cannot run).
+    """
+    shared = set(runs.common_overrides)
+    combos: dict[tuple[str, str], dict] = {}
+    for job in runs.skipped:
+        overrides = [str(o) for o in job.get("overrides", [])]
+        kept = [o for o in overrides if not o.startswith(f"{REPLICATE_KEY}=") and o not in shared]
+        combo = combos.setdefault((" ".join(kept) or "(defaults)", str(job.get("message", ""))),
+                                  {"jobs": 0, "seeds": []})
+        combo["jobs"] += 1
+        combo["seeds"] += [o.split("=", 1)[1] for o in overrides if o.startswith(f"{REPLICATE_KEY}=")]
+    rows = [{"combination": combination, "jobs": combo["jobs"],
+             "seeds": ", ".join(sorted(set(combo["seeds"]), key=_natural_text_key)), "message": message}
+            for (combination, message), combo in combos.items()]
+    return pd.DataFrame(rows, columns=["combination", "jobs", "seeds", "message"])
+
+
+def _natural_text_key(text: str) -> list:
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
 
 
 def _stats_per_primary(results, group_keys, block_keys, primary_keys, confidence) -> pd.DataFrame:
@@ -453,10 +493,24 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     _add_targets(results, curves, group_keys, block_keys, target_fraction)
     questions = {record["config"].get("question") for record in records}
     question = questions.pop() if len(questions) == 1 else None
+    common = set.intersection(*(set(record["raw_overrides"]) for record in records))
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
                 sweep_dirs=sweep_dirs, target_fraction=target_fraction, missing=missing,
                 duplicates=duplicates, question=question if isinstance(question, str) else None,
-                skipped=skipped)
+                skipped=skipped, common_overrides=sorted(common), headline=_shared_headline(records))
+
+
+def _shared_headline(records: list[dict]) -> list[str] | None:
+    """``report.headline`` of the runs' config (a figure name or a list of them) if all agree."""
+    found = set()
+    for record in records:
+        report_node = record["config"].get("report")
+        value = report_node.get("headline") if isinstance(report_node, dict) else None
+        if isinstance(value, str):
+            value = [value]
+        found.add(tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else None)
+    headline = found.pop() if len(found) == 1 else None
+    return list(headline) if headline else None
 
 
 def _read_skipped(sweep_dir: Path) -> list[dict]:
@@ -541,6 +595,7 @@ def _read_run(run_dir: Path, sweep_dir: Path) -> dict:
     return {
         "run_dir": run_dir, "sweep_dir": sweep_dir, "summary": summary, "config": config or {},
         "choices": summary.get("choices") or {}, "overrides": dict(parsed),
+        "raw_overrides": [str(o) for o in overrides or []],
         "override_order": [key for key, _ in parsed], "curve": curve,
         "mtime": (run_dir / "summary.json").stat().st_mtime,
     }

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -22,7 +23,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, config_hash
-from lossbench.records import (find_completed_run, provenance, write_json,
+from lossbench.records import (find_finished_run, provenance, write_json,
                                write_metrics, write_params)
 
 log = logging.getLogger("lossbench")
@@ -35,8 +36,6 @@ def _job_dirname(override_dirname: str) -> str:
         return "default"
     name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname)
     if len(name) > 120:
-        import hashlib
-
         name = name[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
     return name
 
@@ -107,6 +106,26 @@ def _choices(hydra_cfg) -> dict:
     return {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
 
 
+def _refuse(cfg: DictConfig, err: ConfigError, out_dir: Path, multirun: bool, label: str,
+            overrides: list[str]) -> dict | None:
+    """Bad input: one line and exit 2 for a single run; inside a sweep, skip or record and go on."""
+    if multirun and cfg.sweep.get("skip_invalid") is True:
+        log.info("skip %s: not a valid combination: %s", label, err)
+        _cleanup_unfinished(out_dir)
+        return None
+    if multirun:  # the sweep checked every job before starting, so this is rare: record it, go on
+        log.error("invalid configuration: %s", err)
+        summary = {"status": "failed", "message": f"invalid configuration: {err}", "stop_epoch": 0,
+                   "task": None, "final": {}, "best": {}, "overrides": overrides, "seed": None, "config": {},
+                   "config_hash": "invalid-" + hashlib.sha256(label.encode()).hexdigest()[:8],
+                   "choices": _choices(HydraConfig.get()), "finished_at": time.time()}
+        write_json(out_dir / "summary.json", summary)
+        return summary
+    print(f"lossbench: error: {err}", file=sys.stderr)
+    _cleanup_unfinished(out_dir)
+    sys.exit(2)
+
+
 def run(cfg: DictConfig) -> dict | None:
     """Validate and build everything from ``cfg``, train, and write the run's files.
 
@@ -117,44 +136,30 @@ def run(cfg: DictConfig) -> dict | None:
     hydra_cfg = HydraConfig.get()
     out_dir = Path(hydra_cfg.runtime.output_dir)
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
-    chash = config_hash(cfg)
-    overrides = list(hydra_cfg.overrides.task)
+    overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # "${...}" kept as typed
     label = " ".join(overrides) or "defaults"
 
-    if multirun:
-        done = find_completed_run(Path(hydra_cfg.sweep.dir), chash)
-        if done is not None:
-            log.info("skip %s: completed earlier with the same config (%s)", label, done)
-            if done.resolve() != out_dir.resolve():
-                _cleanup_unfinished(out_dir)
-            return None
-
     try:
+        run_config_hash = config_hash(cfg)
+        if multirun:
+            done = find_finished_run(Path(hydra_cfg.sweep.dir), run_config_hash)
+            if done is not None:
+                log.info("skip %s: finished earlier with the same config (%s)", label, done)
+                if done.resolve() != out_dir.resolve():
+                    _cleanup_unfinished(out_dir)
+                return None
+        # a summary left from an earlier attempt in this folder must not sit beside new, partial files
+        (out_dir / "summary.json").unlink(missing_ok=True)
         built = build(cfg)
     except ConfigError as err:
-        if multirun and cfg.sweep.skip_invalid:
-            log.info("skip %s: not a valid combination: %s", label, err)
-            _cleanup_unfinished(out_dir)
-            return None
-        if multirun:  # the sweep checked every job before starting, so this is rare: record it, go on
-            log.error("invalid configuration: %s", err)
-            summary = {"status": "failed", "message": f"invalid configuration: {err}", "stop_epoch": 0,
-                       "epochs": cfg.trainer.get("epochs"), "task": None, "final": {}, "best": {},
-                       "seed": cfg.get("seed"), "config_hash": chash, "overrides": overrides,
-                       "choices": _choices(hydra_cfg), "config": OmegaConf.to_container(cfg, resolve=True),
-                       "finished_at": time.time()}
-            write_json(out_dir / "summary.json", summary)
-            return summary
-        print(f"lossbench: error: {err}", file=sys.stderr)
-        _cleanup_unfinished(out_dir)
-        sys.exit(2)
+        return _refuse(cfg, err, out_dir, multirun, label, overrides)
 
     summary = {
         "status": "failed", "message": None, "stop_epoch": 0, "epochs": int(cfg.trainer.epochs),
         "task": built.data.task, "dataset": built.data.name, "final": {}, "best": {},
-        "wall_time_s": None, "train_time_s": None, "seed": int(cfg.seed), "config_hash": chash,
+        "wall_time_s": None, "train_time_s": None, "seed": int(cfg.seed), "config_hash": run_config_hash,
         "overrides": overrides, "choices": _choices(hydra_cfg),
-        "config": OmegaConf.to_container(cfg, resolve=True), "provenance": provenance(),
+        "config": OmegaConf.to_container(cfg, resolve=True), "provenance": None,
     }
     progress = _Progress(cfg.progress, int(cfg.trainer.epochs))
     result = None
@@ -163,6 +168,7 @@ def run(cfg: DictConfig) -> dict | None:
 
         limit = None if cfg.blas_threads == 0 else int(cfg.blas_threads)
         with threadpool_limits(limits=limit):
+            summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
             result = built.train(on_epoch=progress)
         summary["status"], summary["message"] = result.status, result.message
         summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s

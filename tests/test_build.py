@@ -41,6 +41,14 @@ BAD_INPUTS = [
       for seed in range(5)],
     (["dataset=diabetes", "model=linear", "+dataset.label_noise=0.1"], ["label_noise", "regression"]),
     (["dataset=csv", "dataset.path=no/such/file.csv", "dataset.target=y"], ["no/such/file.csv"]),
+    (["dataset=csv"], ["dataset.path", "dataset.target", "required"]),
+    (["optimizer.lr=${oops}"], ["optimizer.lr", "oops"]),
+    (["sweep.skip_invalid=maybe"], ["sweep.skip_invalid='maybe'", "true | false"]),
+    (["schedule=cosine", "schedule.min_lr=1"], ["schedule.min_lr=1", "optimizer.lr=0.01"]),
+    (["dataset=moons", "model=logistic", "loss=bce", "dataset.noise=1e308"], ["noise=1e+308", "float64"]),
+    (["dataset=blobs", "model=mlp", "dataset.n_features=100000000"], ["n_features=100000000", "too large"]),
+    (["dataset=moons", "model=logistic", "loss=bce", "dataset.n_samples=1000000000"], ["n_samples", "10,000,000"]),
+    (["model=mlp", "model.hidden_sizes=[100000,100000]"], ["model=mlp", "memory"]),
 ]
 
 

@@ -37,7 +37,7 @@ def _ok(proc):
 ], ids=["linear", "logistic", "softmax", "mlp"])
 def test_a_single_run_per_model_records_everything(tmp_path, overrides):
     run_dir = tmp_path / "run"
-    proc = _ok(run_cli([*overrides, *QUICK, f"hydra.run.dir={run_dir}"], cwd=tmp_path))
+    proc = _ok(run_cli([*overrides, "trainer.epochs=3", "progress=auto", f"hydra.run.dir={run_dir}"], cwd=tmp_path))
     assert str(run_dir) in proc.stdout
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["stop_epoch"] == 3
@@ -52,6 +52,12 @@ def test_a_single_run_per_model_records_everything(tmp_path, overrides):
     classification = summary["task"] == "classification"
     assert ("test_accuracy" in metrics) == classification and ("test_r2" in metrics) == (not classification)
     assert (run_dir / "calibration.csv").exists() == classification
+    provenance = summary["provenance"]
+    assert provenance["python"] and provenance["versions"]["hydra-core"] and provenance["blas"]
+    assert all(blas["num_threads"] == 1 for blas in provenance["blas"]), "one BLAS thread per run by default"
+    assert not list(run_dir.glob(".*.tmp")), "atomic writes leave no temporary files"
+    epoch_lines = [line for line in (run_dir / "lossbench.log").read_text().splitlines() if " - epoch " in line]
+    assert len(epoch_lines) == 4, "a non-interactive run logs one line per evaluation"
 
 
 def test_python_dash_m_and_the_default_run_directory(tmp_path):
@@ -123,6 +129,8 @@ BAD_CLI = [
     (["dataset=diabetes", "model=linear", "loss=ce"], ["loss=ce"]),
     (["trainer.epochs=0"], ["trainer.epochs=0"]),
     (["dataset=csv", "dataset.path=missing.csv", "dataset.target=y"], ["missing.csv"]),
+    (["dataset=csv"], ["dataset.path", "required"]),
+    (["optimizer.lr=${oops}"], ["optimizer.lr", "oops"]),
 ]
 
 

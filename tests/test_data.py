@@ -404,6 +404,23 @@ def test_csv_missing_values(tmp_path):
     assert_csv_error(csv_cfg(path), path, "length", "2 missing")
 
 
+def test_csv_infinite_value(tmp_path):
+    path = tmp_path / "inf.csv"
+    path.write_text("length,species\n1.0,a\ninf,b\n3.0,a\n2.0,b\n")
+    assert_csv_error(csv_cfg(path), path, "length", "not finite", "line 3")
+
+
+def test_csv_values_too_large_to_standardise(tmp_path):
+    path = write_frame(tmp_path / "huge.csv", length=[1e308, -1e308, 1e308, -1e308], species=["a", "b", "a", "b"])
+    assert_csv_error(csv_cfg(path), path, "length", "too large")
+
+
+def test_csv_infinite_regression_target(tmp_path):
+    path = tmp_path / "target.csv"
+    path.write_text("x,y\n1.0,2.0\n2.0,-inf\n3.0,1.0\n4.0,0.5\n")
+    assert_csv_error(csv_cfg(path, target="y", task="regression"), path, "y", "not finite", "line 3")
+
+
 def test_csv_single_class(tmp_path):
     path = write_frame(tmp_path / "one.csv", length=[1.0, 2.0, 3.0], species=["a", "a", "a"])
     assert_csv_error(csv_cfg(path), path, "species", "single class")

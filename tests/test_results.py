@@ -391,3 +391,71 @@ def test_runs_follow_the_value_order_typed_in_the_sweep(tmp_path):
     assert runs.results["seed"].tolist() == [0, 1] * 3
     assert runs.key_values == {"loss": ["l2", "bce", "ce"]}
     assert results.shared_stats(runs)["loss"].tolist() == ["l2", "bce", "ce"]
+
+
+def test_compare_within_ranks_and_tests_inside_each_value_of_the_key(tmp_path):
+    # loss a beats b without noise, b beats a at noise 0.4; over all four groups a/0 would be best
+    finals = {("a", 0.0): [0.90, 0.92], ("b", 0.0): [0.80, 0.81],
+              ("a", 0.4): [0.60, 0.64], ("b", 0.4): [0.70, 0.73]}
+    for (loss, noise), values in finals.items():
+        for seed, final in enumerate(values):
+            sweeps.write_run(tmp_path / f"{loss}{noise}{seed}",
+                             [f"loss={loss}", f"dataset.label_noise={noise}", f"seed={seed}"],
+                             _accuracy_curve([0.5, final]))
+    runs = load_runs([tmp_path])
+    overall = results.shared_stats(runs)  # rows: a/0, a/0.4, b/0, b/0.4
+    assert overall["rank"].tolist() == [1, 4, 2, 3]
+    within = results.shared_stats(runs, compare_within=["dataset.label_noise"])
+    within = within.set_index(["loss", "dataset.label_noise"])
+    assert within["rank"].to_dict() == {("a", 0.0): 1, ("b", 0.0): 2, ("a", 0.4): 2, ("b", 0.4): 1}
+    assert within["best"].to_dict() == {("a", 0.0): True, ("b", 0.0): False, ("a", 0.4): False, ("b", 0.4): True}
+    p_a_at_04 = stats.ttest_rel(finals["a", 0.4], finals["b", 0.4]).pvalue
+    assert within.loc[("a", 0.4), "p_value"] == pytest.approx(p_a_at_04)
+    assert within.loc[("a", 0.4), "p_holm"] == pytest.approx(p_a_at_04)  # one test per value: no correction
+
+
+def test_tuned_stats_compare_within(tmp_path):
+    runs = load_runs([_lr_sweep(tmp_path)])
+    table = results.tuned_stats(runs, results.tuned_view(runs), compare_within=["loss"])
+    assert table["rank"].tolist() == [1, 1]  # each loss alone in its comparison
+    assert table["best"].all()
+
+
+def test_skipped_combinations_one_row_per_combination_without_shared_overrides(tmp_path):
+    for loss in ("bce", "l2"):
+        for seed in (0, 1, 2):
+            sweeps.write_run(tmp_path / f"{loss}{seed}", [f"loss={loss}", f"seed={seed}", "experiment=study"],
+                             _accuracy_curve([0.5, 0.8]))
+    message = "loss 'ce' needs k >= 2 outputs (softmax); for one output use loss=bce"
+    skipped = [{"overrides": ["loss=ce", f"seed={seed}", "experiment=study"], "message": message}
+               for seed in (2, 0, 1, 10)]
+    skipped.append({"overrides": ["loss=hinge", "seed=0", "experiment=study"], "message": "other"})
+    (tmp_path / "skipped.json").write_text(__import__("json").dumps({"skipped": skipped}))
+    runs = load_runs([tmp_path])
+    assert runs.common_overrides == ["experiment=study"]
+    table = results.skipped_combinations(runs)
+    assert table.to_dict("records") == [
+        {"combination": "loss=ce", "jobs": 4, "seeds": "0, 1, 2, 10", "message": message},
+        {"combination": "loss=hinge", "jobs": 1, "seeds": "0", "message": "other"}]
+
+
+def test_no_skipped_json_gives_an_empty_table(three_seed_sweep):
+    table = results.skipped_combinations(load_runs([three_seed_sweep[0]]))
+    assert table.empty and list(table.columns) == ["combination", "jobs", "seeds", "message"]
+
+
+@pytest.mark.parametrize(("headlines", "expected"), [
+    ([["heatmap", "curves_test_accuracy"]] * 2, ["heatmap", "curves_test_accuracy"]),
+    (["heatmap", "heatmap"], ["heatmap"]),             # a single name is a list of one
+    ([["heatmap"], ["gradients"]], None),               # runs disagree: no headline
+    ([None, None], None),
+], ids=["list", "string", "disagree", "absent"])
+def test_question_and_headline_come_from_the_runs_config(tmp_path, headlines, expected):
+    for seed, headline in enumerate(headlines):
+        config = {"loss": {"_target_": "x.A"}, "question": "Which loss?",
+                  "report": {"target_fraction": 0.95, **({"headline": headline} if headline else {})}}
+        sweeps.write_run(tmp_path / str(seed), ["loss=a", f"seed={seed}"], _accuracy_curve([0.5, 0.8]),
+                         config=config)
+    runs = load_runs([tmp_path])
+    assert runs.question == "Which loss?"
+    assert runs.headline == expected

@@ -133,7 +133,9 @@ def test_a_huge_learning_rate_diverges_and_keeps_the_curve():
     data = _regression_data()
     result = _run(data, Linear(), L2(), SGD(lr=50.0, batch_size=None), epochs=50)
     assert result.status == "diverged"
-    assert "exceeded" in result.message or "non-finite" in result.message or "became" in result.message
+    assert "exceeded 1000 x its initial value" in result.message
+    assert result.records[-1]["train_loss"] > 1000 * result.records[0]["train_loss"]
+    assert all(r["train_loss"] <= 1000 * result.records[0]["train_loss"] for r in result.records[:-1])
     assert 1 <= result.stop_epoch < 50
     assert len(result.records) == result.stop_epoch + 1
     assert [r["epoch"] for r in result.records] == list(range(result.stop_epoch + 1))
@@ -143,8 +145,32 @@ def test_divergence_factor_zero_only_stops_on_non_finite_values():
     data = _regression_data()
     result = _run(data, Linear(), L2(), SGD(lr=50.0, batch_size=None), epochs=2000, divergence_factor=0.0)
     assert result.status == "diverged"
-    assert not math.isfinite(result.records[-1]["train_loss"]) or "non-finite" in result.message \
-        or "became" in result.message
+    # full batch: the step that overflows is followed by the evaluation that records it
+    assert result.message == f"the training loss became inf in epoch {result.stop_epoch}"
+    assert result.records[-1]["train_loss"] == math.inf
+    assert all(math.isfinite(r["train_loss"]) for r in result.records[:-1])
+    assert result.records[-2]["train_loss"] > 1e100, "without the factor test it ran until overflow"
+
+
+def test_a_non_finite_batch_loss_stops_within_the_epoch():
+    data = _regression_data()
+    result = _run(data, Linear(), L2(), SGD(lr=1e3, batch_size=4), epochs=5, divergence_factor=0.0)
+    assert result.status == "diverged"
+    assert result.message.startswith("the batch loss became")
+    # the epoch in which a batch overflowed is not recorded: the curve ends at the last whole epoch
+    assert len(result.records) == result.stop_epoch + 1 < 6
+    assert all(math.isfinite(r["train_loss"]) for r in result.records)
+
+
+def test_final_and_best_take_the_max_of_accuracy_and_r2_and_the_min_of_the_rest():
+    from lossbench.run import _final_and_best
+
+    records = [{"epoch": 0, "train_loss": 2.0, "test_accuracy": 0.5, "test_r2": 0.1, "lr": 0.1},
+               {"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.9, "test_r2": 0.7, "lr": 0.1},
+               {"epoch": 2, "train_loss": 1.5, "test_accuracy": 0.8, "test_r2": 0.6, "lr": 0.1}]
+    final, best = _final_and_best(records)
+    assert final == {"train_loss": 1.5, "test_accuracy": 0.8, "test_r2": 0.6}
+    assert best == {"train_loss": 1.0, "test_accuracy": 0.9, "test_r2": 0.7}
 
 
 def test_schedule_sets_the_learning_rate_of_each_epoch():
