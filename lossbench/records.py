@@ -7,6 +7,7 @@ written last: its presence with ``status: completed`` is what marks a run as fin
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -96,6 +97,7 @@ def find_finished_run(sweep_dir: Path, config_hash: str) -> Path | None:
     return None
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     """The commit of the lossbench source tree when it runs from a git clone (``+dirty`` if edited)."""
     root = Path(__file__).resolve().parents[1]

@@ -46,6 +46,7 @@ import pandas as pd
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from lossbench import results as res
@@ -73,6 +74,7 @@ METRIC_RANGE = {  # the values a metric can take: confidence bands are clipped t
     "loss": (0.0, np.inf), "log_loss": (0.0, np.inf), "mse": (0.0, np.inf), "mae": (0.0, np.inf),
 }
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
+LOG_METRICS = ("loss", "log_loss", "mse", "mae")  # unbounded: drawn on a log axis when they span decades
 Z_RANGE = (-10.0, 10.0)
 MAX_PANEL_VALUES = 6   # a compared key with more values than this is not used as the panel key
 MAX_BOX_ROWS = 24      # the per-seed box figure is left out beyond this many groups in a panel
@@ -307,14 +309,18 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
                                   "Final metrics per group" + (" (each at its best learning rate)"
                                                                if tuned is not None else ""))))
 
-    for name, table, keys, two, panel_keys, view_title in _heatmap_specs(runs, tuned):
+    for name, table, keys, two, panel_keys, view_title, outline in _heatmap_specs(runs, tuned):
         metric_name = _metric_label(table["primary_metric"].dropna().iloc[0], unit=False) \
             if table["primary_metric"].notna().any() else "primary metric"
         figures.append((name, f"Heat map: {two[0]} × {two[1]}{view_title}",
                         f"Mean final {metric_name} over completed seeds (± std) for each {two[0]} "
                         f"and {two[1]}{view_title}; '(k/n)' marks cells where only k of n runs "
-                        "completed, grey cells have no completed run.",
-                        _heatmap_figure(table, keys, two, panel_keys, view_title)))
+                        "completed, grey cells have no completed run. The colour scale spans at "
+                        "least four typical standard deviations across seeds, so differences "
+                        "within seed-to-seed noise do not look large."
+                        + (" Outlined: the learning rate chosen on the validation split."
+                           if outline is not None else ""),
+                        _heatmap_figure(table, keys, two, panel_keys, view_title, outline)))
 
     if tuned is not None:
         figures.append(("learning_rate", "Sensitivity to the learning rate",
@@ -347,13 +353,14 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
             continue
         png_path, svg_path = report_dir / f"{name}.png", report_dir / f"{name}.svg"
         figure.savefig(png_path, dpi=110, metadata={"Software": None})
+        figure.set_layout_engine("none")  # keep the layout the PNG got: constrained layout is slow
         figure.savefig(svg_path, metadata={"Date": None})
         saved.append(FigureFile(name, title, caption, png_path.read_bytes()))
     return saved
 
 
 def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
-    """``(name, table, keys, [row key, column key], panel keys, title note)`` of each heat map.
+    """``(name, table, keys, [row key, column key], panel keys, title note, cells to outline)``.
 
     Two compared keys (besides dataset): rows × columns, a panel per dataset. One compared key and
     several datasets on the same metric: dataset × key. With the learning rate swept, also
@@ -365,12 +372,12 @@ def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
     label_keys = _label_keys(keys, runs.block_keys)
     specs = []
     if len(label_keys) == 2:
-        specs.append((name, table, keys, label_keys, runs.block_keys, note))
+        specs.append((name, table, keys, label_keys, runs.block_keys, note, None))
     elif len(label_keys) == 1 and runs.block_keys and table["primary_metric"].nunique() == 1:
-        specs.append((name, table, keys, [*runs.block_keys, *label_keys], [], note))
+        specs.append((name, table, keys, [*runs.block_keys, *label_keys], [], note, None))
     if tuned is not None and 1 <= len(label_keys) <= 2:
         specs.append(("heatmap_lr", runs.results, runs.group_keys, [label_keys[0], LR_KEY],
-                      runs.block_keys + label_keys[1:], " at every learning rate"))
+                      runs.block_keys + label_keys[1:], " at every learning rate", tuned.best_lr))
     return specs
 
 
@@ -386,16 +393,21 @@ def _line_handle(style: dict, marker: bool = False) -> Line2D:
 def _legend(fig: Figure, styles: dict[str, dict], labels: list[str], marker: bool = False) -> None:
     """One legend for the whole figure, under the panels."""
     if labels:
+        per_column = 0.07 * max(len(label) for label in labels) + 0.8  # inches: text at 9 pt + handle
+        fits = max(1, min(len(labels), int(fig.get_figwidth() // per_column)))
+        ncols = math.ceil(len(labels) / math.ceil(len(labels) / fits))  # rows as full as possible
         fig.legend([_line_handle(styles[label], marker) for label in labels], labels,
-                   loc="outside lower center", ncols=len(labels) if len(labels) <= 6 else 4,
-                   frameon=False, handlelength=3.2)
+                   loc="outside lower center", ncols=ncols, frameon=False, handlelength=3.2)
 
 
 def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric: str) -> Figure | None:
     """Mean ± 95% CI of ``metric`` per group against epoch and training time.
 
     Without a panel key: a row per dataset, epoch left, time right. With one: a column per panel
-    value, and per dataset a row against epoch and a row against training time.
+    value, and per dataset a row against epoch and a row against training time. Panels of a row
+    share the y axis, except training losses of different losses (``loss`` is the panel key),
+    whose levels are not comparable. Time is on a log axis when the groups' training times differ
+    by more than 1.5 decades (single-sample SGD against full-batch GD, say).
     """
     summary = res.curve_stats(view_curves, metric, layout.view_keys)
     if summary.empty:
@@ -405,24 +417,31 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
     panel_values = res.ordered_values(layout.view_results[panel_key]) if panel_key else None
     panels = _panels(summary, runs.block_keys, panel_key, panel_values)
     n_blocks = 1 + max(b for _, _, b in panels)
-    x_axes = [("epoch", "epoch"), ("time_s", "training time (s)")]
     n_rows, n_cols = (2 * n_blocks, len(panel_values)) if panel_key else (n_blocks, 2)
-    width = min(3.9 * n_cols + 1.6, 18) if panel_key else 11
-    fig = Figure(figsize=(width, 3.0 * n_rows + 1.3), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey="row")
+    share = not (metric == "train_loss" and panel_key == "loss")
+    fig = Figure(figsize=(min(3.2 * n_cols + 1.2, 13.5) if panel_key else 11, 2.9 * n_rows + 1.3),
+                 layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False, sharey="row" if share else False)
     low, high = METRIC_RANGE.get(metric.split("_", 1)[1], (-np.inf, np.inf))
     used = []
-    block_means = {b: block["mean"].to_numpy(float)
-                   for b, (_, block) in enumerate(res.iter_groups(summary, runs.block_keys))}
+    blocks = {b: block for b, (_, block) in enumerate(res.iter_groups(summary, runs.block_keys))}
     for p, (title, part, b) in enumerate(panels):
         column = sum(1 for _, _, other in panels[:p] if other == b)  # panel index within its dataset
-        log_y = _log_scale(block_means[b], metric)
+        y_values = (blocks[b] if share else part)["mean"].to_numpy(float)
+        end_times = blocks[b].groupby(colour_keys + ([panel_key] if panel_key else []) or (lambda _: 0),
+                                      dropna=False)["time_s"].max().to_numpy(float)
+        end_times = end_times[np.isfinite(end_times) & (end_times > 0)]
+        log_time = end_times.size > 1 and end_times.max() / end_times.min() > 10 ** 1.5
+        x_axes = [("epoch", "epoch"),
+                  ("time_s", "training time (s, log scale)" if log_time else "training time (s)")]
         for x_index, (x, x_label) in enumerate(x_axes):
             ax = axes[2 * b + x_index, column] if panel_key else axes[b, x_index]
             for values, group in res.iter_groups(part, colour_keys):
                 label = _group_label(dict(zip(colour_keys, values)), colour_keys)
                 style = styles[label]
                 group = group.sort_values("epoch")
+                if x == "time_s" and log_time:
+                    group = group[group["time_s"] > 0]
                 ax.plot(group[x], group["mean"], color=style["color"], linestyle=style["linestyle"],
                         linewidth=style["linewidth"])
                 ax.fill_between(group[x].to_numpy(float),
@@ -431,15 +450,19 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
                                 color=style["color"], alpha=0.15, linewidth=0)
                 if label not in used:
                     used.append(label)
-            if log_y:
-                _log_axis(ax, block_means[b])
+            if x == "time_s" and log_time:
+                ax.set_xscale("log")
+            elif x == "time_s":
+                ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # long decimals would overlap
+            if _log_scale(y_values, metric):
+                _log_axis(ax, y_values)
             ax.set_xlabel(x_label)
-            if (column if panel_key else x_index) == 0:
+            if (column if panel_key else x_index) == 0 or not share:
                 ax.set_ylabel(_metric_label(metric).replace(" (", "\n("))
             if panel_key:
                 ax.set_title(title)
             else:
-                ax.set_title(f"{title}: " * bool(title) + f"against {x_label}")
+                ax.set_title(f"{title}: " * bool(title) + f"against {x_label.split(' (')[0]}")
     fig.suptitle(f"{_sentence_case(_metric_label(metric, unit=False))} during training "
                  "(mean and 95% CI over seeds)")
     _legend(fig, styles, used)
@@ -447,10 +470,11 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
 
 
 def _log_axis(ax, values: np.ndarray) -> None:
-    """Log y with plain-number tick labels; under 2 decades also minor labels at 2 and 5 only."""
+    """Log y spanning ``values`` (the means drawn), plain-number tick labels; under 2 decades also
+    minor labels at 2 and 5 only. Bands below the range run off the bottom, not to 1e-300."""
     ax.set_yscale("log", nonpositive="clip")  # a loss of exactly 0 (hinge) runs along the bottom
     values = values[np.isfinite(values) & (values > 0)]
-    ax.set_ylim(bottom=values.min() / 2)  # a band reaching 0 runs off the bottom, not to 1e-300
+    ax.set_ylim(values.min() / 2, values.max() * 1.5)
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
 
     def minor(value, _):
@@ -462,11 +486,11 @@ def _log_axis(ax, values: np.ndarray) -> None:
 
 
 def _log_scale(values: np.ndarray, metric: str) -> bool:
-    """Log y for loss-like metrics whose positive values span more than 1.5 decades."""
-    values = values[np.isfinite(values) & (values > 0)]
-    if res.higher_is_better(metric) or values.size == 0:
+    """Log y for unbounded loss-like metrics whose positive values span more than 1.5 decades."""
+    if metric.split("_", 1)[-1] not in LOG_METRICS:
         return False
-    return values.max() / values.min() > 10 ** 1.5
+    values = values[np.isfinite(values) & (values > 0)]
+    return values.size > 0 and values.max() / values.min() > 10 ** 1.5
 
 
 def _final_figure(runs: Runs, table: pd.DataFrame, keys: list[str], metrics: list[str],
@@ -534,11 +558,14 @@ def _final_figure(runs: Runs, table: pd.DataFrame, keys: list[str], metrics: lis
     return fig
 
 
-def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
-                    panel_keys: list[str], view_title: str = "") -> Figure | None:
+def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_keys: list[str],
+                    view_title: str = "", outline: pd.DataFrame | None = None) -> Figure | None:
     """Mean final primary metric (± std) for each combination of two keys, a panel per panel-key value.
 
-    One colour scale for all panels when they share a metric, so colours compare across panels.
+    One colour scale for all panels when they share a metric, so colours compare across panels;
+    it spans at least 4 × the median std of the cells, so seed noise does not look like an
+    effect. ``outline``: rows holding ``two`` and ``panel_keys`` whose cells get a frame (the
+    chosen learning rates).
     """
     panels = [(values, panel) for values, panel in res.iter_groups(table, panel_keys)
               if panel["primary_metric"].notna().any()]
@@ -562,6 +589,8 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
     metrics = {metric for _, metric, _, _ in grids}
     shared_scale = len(metrics) == 1
     every = np.concatenate([means[np.isfinite(means)] for _, _, means, _ in grids])
+    stds = res.group_stats(table, "final_" + table["primary_metric"].dropna().iloc[0], keys, panel_keys)["std"]
+    min_span = 4 * float(np.nanmedian(stds)) if np.isfinite(stds.astype(float)).any() else 0.0
     n_panels = len(grids)
     fig = Figure(figsize=(min(n_panels * (2.0 + 1.15 * len(col_values)) + 2.0, 18),
                           1.6 + 0.6 * len(row_values) + 0.9), layout="constrained")
@@ -569,7 +598,10 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
     image = None
     for ax, (panel_values, metric, means, texts) in zip(axes, grids):
         finite = every if shared_scale else means[np.isfinite(means)]
-        norm = Normalize(finite.min(), finite.max()) if finite.size else Normalize(0, 1)
+        low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
+        if high - low < min_span:
+            low, high = (low + high - min_span) / 2, (low + high + min_span) / 2
+        norm = Normalize(low, high)
         ax.set_facecolor("0.85")
         image = ax.imshow(np.ma.masked_invalid(means), cmap="cividis", norm=norm, aspect="auto")
         for i in range(len(row_values)):
@@ -578,6 +610,14 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
                 ax.text(j, i, texts[i, j], ha="center", va="center",
                         fontsize=9 if np.isfinite(means[i, j]) else 8,
                         color="black" if light or not np.isfinite(means[i, j]) else "white")
+        if outline is not None:
+            chosen = outline
+            for key, value in zip(panel_keys, panel_values):
+                chosen = chosen[res.mask_equal(chosen[key], value)]
+            for _, row in chosen.iterrows():
+                i, j = res.index_of(row_values, row[two[0]]), res.index_of(col_values, row[two[1]])
+                ax.add_patch(Rectangle((j - 0.47, i - 0.47), 0.94, 0.94, fill=False,
+                                       edgecolor="#D55E00", linewidth=3, zorder=3))
         ax.set_xticks(range(len(col_values)), [res.format_value(v) for v in col_values],
                       rotation=30 if len(col_values) > 5 else 0)
         ax.set_yticks(range(len(row_values)), [res.format_value(v) for v in row_values])
@@ -592,7 +632,8 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str],
         fig.colorbar(image, ax=list(axes), shrink=0.9,
                      label=f"final {_metric_label(next(iter(metrics)).removeprefix('final_'))}".replace(" (", "\n("))
     metric_text = _metric_label(next(iter(metrics)).removeprefix("final_"), unit=False) if shared_scale else "metric"
-    fig.suptitle(f"Final {metric_text}: {two[0]} × {two[1]}{view_title} (mean ± std over seeds)")
+    fig.suptitle(f"Final {metric_text}: {two[0]} × {two[1]}\n({view_title.lstrip(', ')}{'; ' if view_title else ''}"
+                 "mean ± std over seeds)")
     return fig
 
 
@@ -771,11 +812,12 @@ def _reliability_figure(runs: Runs, layout: Layout) -> Figure | None:
         return None
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
-    fig = Figure(figsize=(4.3 * n_cols + 0.6, 4.5 * n_rows + 0.8), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for ax in axes.flat[len(panels):]:
-        ax.set_visible(False)
-    for ax, (title, groups) in zip(axes.flat, panels):
+    n_groups = max(len(groups) for _, groups in panels)
+    fig = Figure(figsize=(4.0 * n_cols + 0.4, (4.4 + 0.2 * n_groups) * n_rows + 0.6), layout="constrained")
+    # a subfigure per panel, so each panel's legend (its ECE values) sits under it in the layout
+    subfigures = np.atleast_1d(fig.subfigures(n_rows, n_cols, squeeze=False)).ravel()
+    for subfigure, (title, groups) in zip(subfigures, panels):
+        ax = subfigure.subplots()
         ax.plot([0, 1], [0, 1], color="0.5", linestyle=":", linewidth=1.2)
         handles, labels = [], []
         for label, pooled in groups:
@@ -785,11 +827,11 @@ def _reliability_figure(runs: Runs, layout: Layout) -> Figure | None:
                     linewidth=min(style["linewidth"], 2.0))
             handles.append(_line_handle(style, marker=True))
             labels.append(f"{label}: ECE {_pooled_ece(pooled):.3f}")
-        ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=8,
-                  frameon=False, ncols=1 if len(labels) > 3 else len(labels))
+        subfigure.legend(handles, labels, loc="outside lower center", fontsize=8, frameon=False,
+                         ncols=1 if len(labels) > 2 else len(labels))
         ax.set_xlim(-0.02, 1.02)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_aspect("equal")
+        ax.set_box_aspect(1)
         ax.set_xlabel("mean confidence in bin\n(predicted probability)")
         ax.set_ylabel("observed accuracy in bin\n(fraction correct)")
         split = groups[0][1]["split"].iloc[0] if "split" in groups[0][1] else ""
@@ -869,7 +911,8 @@ def _stats_table(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
                 "p": _fmt_p(row["p_value"]),
                 "p (Holm)": _fmt_p(row["p_holm"]),
                 "epochs to target": _reached_text(reached),
-                "time to target (s)": _fmt(seconds["mean"], 2) if seconds is not None else "–",
+                "time to target (s)": (f"{seconds['mean']:.2g}" if seconds is not None
+                                       and np.isfinite(seconds["mean"]) else "–"),
                 "not completed": row["messages"] or "",
             })
         title = _facet_title(block_values, table_keys)
@@ -943,29 +986,42 @@ def _all_metrics_table(runs: Runs, layout: Layout) -> str:
     return "\n".join(parts)
 
 
-def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout) -> list[str]:
-    """One plain sentence per comparison (dataset × panel value): the best group, then the rest.
+def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout,
+                  tuned: TunedView | None) -> list[tuple[str, str]]:
+    """``(where, sentences)`` per comparison (dataset × panel value): the best group, then the rest.
 
     A group is "worse" when its Holm-corrected p against the best is below ``SIGNIFICANCE``, else
-    "not significantly different"; groups whose runs did not all complete say so.
+    "not significantly different"; groups whose runs did not all complete say so. In the tuned
+    view each group names its learning rate. Then the epochs each group took to reach the target.
     """
     if stats.empty:
-        return ["No completed run has a final value of the primary metric."]
+        return [("", "No completed run has a final value of the primary metric.")]
     shown_keys = [key for key in layout.view_keys if key not in layout.within]
+    targets = res.group_stats(layout.view_results, "target_epoch", layout.view_keys, runs.block_keys)
+    losses = res.group_stats(layout.view_results, "final_train_loss", layout.view_keys, runs.block_keys)
     items = []
     for values, part in res.iter_groups(stats, layout.within):
         where = res.group_label(dict(zip(layout.within, values)), layout.within) if layout.within else ""
         metric = _metric_label(part["metric"].iloc[0], unit=False)
-        name = {index: _group_label(row, shown_keys) for index, row in part.iterrows()}
+        name = {}
+        short = {index: _group_label(row, shown_keys) for index, row in part.iterrows()}
+        for index, row in part.iterrows():
+            name[index] = short[index]
+            if tuned is not None:
+                chosen = _rows_matching(tuned.best_lr, layout.view_keys, tuple(row[k] for k in layout.view_keys))
+                if len(chosen):
+                    name[index] += f" (lr {res.format_value(chosen[LR_KEY].iloc[0])})"
         best = part[part["best"].astype(bool)]
         if best.empty:
-            items.append(f"{where}: no completed run." if where else "No completed run.")
+            items.append((where, "no completed run." if where else "No completed run."))
             continue
         top = best.iloc[0]
-        ci = (f"95% CI {_fmt(top['ci_low'])} to {_fmt(top['ci_high'])}, " if np.isfinite(top["ci_low"]) else "")
+        digits = _distinct_digits(part["mean"].to_numpy(float))
+        ci = (f"95% CI {_fmt(top['ci_low'], digits)} to {_fmt(top['ci_high'], digits)}, "
+              if np.isfinite(top["ci_low"]) else "")
         text = (f"{where + ': ' if where else ''}"
                 + (f"best {name[best.index[0]]}, " if len(part) > 1 else "")
-                + f"{metric} {_fmt(top['mean'])} ({ci}{int(top['n'])} seed{'' if int(top['n']) == 1 else 's'}).")
+                + f"{metric} {_fmt(top['mean'], digits)} ({ci}{int(top['n'])} seed{'' if int(top['n']) == 1 else 's'}).")
         others = part.drop(index=best.index[0])
         others = others[np.isfinite(others["mean"].astype(float))]
         tied = others[others["p_holm"] >= SIGNIFICANCE]
@@ -973,22 +1029,107 @@ def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout) -> list[str]:
         untested = others[~np.isfinite(others["p_holm"].astype(float))]
         if len(tied):
             text += (" Not significantly different (Holm p ≥ 0.05): "
-                     + ", ".join(f"{name[i]} {_fmt(r['mean'])} (p {_fmt_p(r['p_holm'])})"
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({_tie_text(r, top, losses, runs, layout)})"
                                  for i, r in tied.iterrows()) + ".")
         if len(worse):
             text += (" Worse (Holm p < 0.05): "
-                     + ", ".join(f"{name[i]} {_fmt(r['mean'])} (p {_fmt_p(r['p_holm'])})"
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)} (p {_fmt_p(r['p_holm'])})"
                                  for i, r in worse.iterrows()) + ".")
         if len(untested):
             text += (" Not tested (fewer than 2 seeds): "
-                     + ", ".join(f"{name[i]} {_fmt(r['mean'])}" for i, r in untested.iterrows()) + ".")
+                     + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)}" for i, r in untested.iterrows()) + ".")
         incomplete = part[part["n_completed"] < part["n_runs"]]
         if len(incomplete):
             text += " Runs that did not complete: " + "; ".join(
                 f"{name[i]} {r['n_runs'] - r['n_completed']} of {r['n_runs']} "
                 f"({r['n_diverged']} diverged, {r['n_failed']} failed)" for i, r in incomplete.iterrows()) + "."
-        items.append(text)
+        text += _peak_sentence(part, short, layout)
+        text += _target_sentence(part, short, targets, layout)
+        items.append((where, text.removeprefix(f"{where}: ") if where else text))
     return items
+
+
+def _distinct_digits(values: np.ndarray) -> int:
+    """3 decimals, or 4 when that tells apart values that print the same with 3."""
+    values = values[np.isfinite(values)]
+    three, four = ({f"{v:.{digits}f}" for v in values} for digits in (3, 4))
+    return 4 if len(four) > len(three) else 3
+
+
+def _tie_text(row: pd.Series, best: pd.Series, losses: pd.DataFrame, runs: Runs, layout: Layout) -> str:
+    """"p 0.62", or, for a group whose primary-metric curve equals the best group's at every
+    evaluation of every seed, "identical at every epoch", with both groups' final training loss when
+    those differ (CE and KL with label smoothing: same gradient, different loss values)."""
+    p_text = f"p {_fmt_p(row['p_holm'])}"
+    if not row["same_as_best"]:
+        return p_text
+    metric = row["metric"].removeprefix("final_")
+    curves = []
+    for group in (row, best):
+        members = _rows_matching(layout.view_results, layout.view_keys, tuple(group[k] for k in layout.view_keys))
+        ids = members.loc[members["status"] == "completed", "run_id"]
+        rows = runs.curves[runs.curves["run_id"].isin(ids)]
+        curves.append(rows.set_index([res.REPLICATE_KEY, "epoch"])[metric].sort_index()
+                      if metric in rows else pd.Series(dtype=float))
+    if curves[0].empty or not curves[0].equals(curves[1]):
+        return f"the same final value in every seed, {p_text}"
+    text = "identical at every epoch of every seed"
+    loss_of = [_rows_matching(losses, layout.view_keys, tuple(r[k] for k in layout.view_keys))["mean"]
+               for r in (row, best)]
+    if all(len(v) for v in loss_of) and not np.isclose(loss_of[0].iloc[0], loss_of[1].iloc[0]):
+        text += (f", yet its final training loss is {_fmt(loss_of[0].iloc[0], 4)} against "
+                 f"{_fmt(loss_of[1].iloc[0], 4)}")
+    return text
+
+
+def _peak_sentence(part: pd.DataFrame, name: dict, layout: Layout) -> str:
+    """Groups whose final value fell from their best epoch by more than the final's 95% CI half-width.
+
+    Uses the runs' ``best_<metric>`` (best epoch on the same split, so an optimistic number):
+    a drop says the model got worse while its training loss kept falling (memorised noise).
+    """
+    metric = part["metric"].iloc[0].removeprefix("final_")
+    if f"best_{metric}" not in layout.view_results or not res.higher_is_better(metric):
+        return ""
+    fell = []
+    for index, row in part.iterrows():
+        members = _rows_matching(layout.view_results, layout.view_keys, tuple(row[k] for k in layout.view_keys))
+        best = members.loc[members["status"] == "completed", f"best_{metric}"].astype(float)
+        best = best[np.isfinite(best)]
+        half_width = row["ci_high"] - row["mean"]
+        if best.size and np.isfinite(half_width) and best.mean() - row["mean"] > half_width:
+            fell.append(f"{name[index]} {_fmt(best.mean())} → {_fmt(row['mean'])}")
+    if not fell:
+        return ""
+    return (f" Fell from its best epoch (mean best-epoch {_metric_label(metric, unit=False)} → final, "
+            "a drop beyond the final's 95% CI): " + ", ".join(fell) + ".")
+
+
+def _target_sentence(part: pd.DataFrame, name: dict, targets: pd.DataFrame, layout: Layout) -> str:
+    """" Epochs to the target (test accuracy ≥ 0.93): loss=ce 3.0, loss=l2 79.8 (4 of 5 runs)."."""
+    first = part.iloc[0]
+    rows = _rows_matching(layout.view_results, layout.view_keys, tuple(first[k] for k in layout.view_keys))
+    threshold = rows["target_value"].dropna()
+    if threshold.empty:
+        return ""
+    metric = first["metric"].removeprefix("final_")
+    entries = []
+    for index, row in part.sort_values("rank", kind="stable").iterrows():
+        reached = _rows_matching(targets, layout.view_keys, tuple(row[k] for k in layout.view_keys))
+        if reached.empty or reached["n_completed"].iloc[0] == 0:
+            continue
+        reached = reached.iloc[0]
+        if reached["n"] == 0:
+            entries.append(f"{name[index]} never")
+        else:
+            entries.append(f"{name[index]} {_fmt(reached['mean'], 1)}"
+                           + (f" ({reached['n']} of {reached['n_completed']} runs)"
+                              if reached["n"] < reached["n_completed"] else ""))
+    if not entries:
+        return ""
+    return (f" Epochs to the target ({_metric_label(metric, unit=False)} "
+            f"{'≥' if res.higher_is_better(metric) else '≤'} {_fmt(threshold.iloc[0])}): "
+            + ", ".join(entries) + ".")
 
 
 def _lr_table(runs: Runs, tuned: TunedView) -> str:
@@ -1099,11 +1240,14 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
                       + (" and dataset." if runs.block_keys else "."))
     elif runs.block_keys:
         view_note += " Groups are compared within each dataset."
-    answer = ("<ul class='answer'>" + "".join(f"<li>{html.escape(item)}</li>"
-                                               for item in _answer_items(answer_stats, runs, layout))
-              + "</ul>")
+    answer = ("<ul class='answer'>" + "".join(
+        f"<li>{f'<b>{html.escape(where)}</b>: ' if where else ''}{html.escape(text)}</li>"
+        for where, text in _answer_items(answer_stats, runs, layout, tuned)) + "</ul>")
     warn = "".join(f"<p class='warn'>report.headline names '{html.escape(n)}', which this report "
                    "does not have.</p>" for n in unknown)
+    if tuned is not None and tuned.notes:  # e.g. a rate chosen at the edge of the grid
+        warn += ("<p class='warn'>Caveats of the tuned view: "
+                 + html.escape(" ".join(tuned.notes)) + "</p>")
     table_title = "Final metric per group" + (" (tuned: each at its own best learning rate)"
                                               if tuned is not None else "")
     sections = [
@@ -1152,7 +1296,7 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
 <html lang="en"><head><meta charset="utf-8">
 <title>lossbench report: {html.escape(name)}</title>
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1150px;
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1250px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }}
 h1 {{ margin-bottom: 0.2em; }} h2 {{ border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.8em; }}
 table.data {{ border-collapse: collapse; font-size: 0.88em; margin: 0.6em 0 1.2em; }}

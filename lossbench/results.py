@@ -95,12 +95,12 @@ class Runs:
     ``summary.json`` (interrupted); ``duplicates`` those dropped because another run had the same
     config hash (the completed, then newest, one is kept). ``question``: the top-level
     ``question`` string of the runs' config when they all share one (an experiment file may set
-    it), else None. ``skipped``: the jobs a sweep skipped as impossible combinations
+    it), else None; read from the sweep's ``multirun.yaml`` (the latest launch) when there is one.
+    ``skipped``: the jobs a sweep skipped as impossible combinations
     (``sweep.skip_invalid=true``), each ``{"overrides": [...], "message": ...}``, from the sweep
     folder's ``skipped.json`` (see ``skipped_combinations``). ``common_overrides``: the overrides
     every run shares (e.g. ``experiment=l2_vs_ce``), which name no group. ``headline``: the
-    figure names listed under ``report.headline`` in the runs' config when they all share it
-    (an experiment file may set it), else None.
+    figure names listed under ``report.headline`` (a name or a list), found like ``question``.
     """
 
     results: pd.DataFrame
@@ -266,7 +266,9 @@ def group_stats(results: pd.DataFrame, metric: str, group_keys: list[str],
     Returned columns: the group keys, ``group`` (label), ``metric``, ``n_runs``, ``n_completed``,
     ``n_diverged``, ``n_failed``, ``completed`` ("k of n"), ``messages`` (non-completed runs),
     ``n`` (values used), ``mean``, ``std``, ``ci_low``, ``ci_high``, ``rank``, ``best``,
-    ``test``, ``p_value``, ``p_holm``. See the module docstring for the choices.
+    ``test``, ``p_value``, ``p_holm``, ``same_as_best`` (the same seeds as the best group with
+    exactly the same value in each: e.g. CE and KL, whose gradients are equal). See the module
+    docstring for the choices.
     """
     higher = higher_is_better(metric)
     label_keys = [key for key in group_keys if key not in block_keys]
@@ -304,6 +306,7 @@ def group_stats(results: pd.DataFrame, metric: str, group_keys: list[str],
         p_values = np.full(means.shape, np.nan)
         for i, row in enumerate(block_rows):
             row["rank"], row["best"], row["test"] = ranks[i], i == best_index, ""
+            row["same_as_best"] = best_index is not None and _same_per_seed(samples[i], samples[best_index])
             if best_index is not None and i != best_index:
                 with warnings.catch_warnings(), np.errstate(all="ignore"):
                     warnings.simplefilter("ignore", RuntimeWarning)
@@ -312,6 +315,14 @@ def group_stats(results: pd.DataFrame, metric: str, group_keys: list[str],
             row["p_value"], row["p_holm"] = p_value, p_holm
         rows.extend(block_rows)
     return pd.DataFrame(rows)
+
+
+def _same_per_seed(sample: tuple[np.ndarray, np.ndarray], best: tuple[np.ndarray, np.ndarray]) -> bool:
+    """True when two (values, seeds) samples hold the same distinct seeds and equal values per seed."""
+    (values, seeds), (best_values, best_seeds) = sample, best
+    if values.size == 0 or len(set(seeds)) != len(seeds) or set(seeds) != set(best_seeds):
+        return False
+    return bool(np.array_equal(values[np.argsort(seeds)], best_values[np.argsort(best_seeds)]))
 
 
 def curve_stats(curves: pd.DataFrame, metric: str, group_keys: list[str],
@@ -366,7 +377,8 @@ def tuned_view(runs: Runs, confidence: float = 0.95) -> TunedView | None:
     """Each group of the other keys at its own best learning rate (None if the rate is not swept).
 
     The rate is chosen on the mean final validation value of the block's primary metric over the
-    completed seeds (train if there is no val split); ties go to the smaller rate.
+    completed seeds (train if there is no val split); ties go to the smaller rate. A choice at
+    either end of a grid of three or more rates gets a note (the best may lie beyond it).
     """
     if not runs.lr_varies:
         return None
@@ -392,6 +404,12 @@ def tuned_view(runs: Runs, confidence: float = 0.95) -> TunedView | None:
             best = best.loc[best["mean"].idxmax() if higher_is_better(selected_on) else best["mean"].idxmin()]
             chosen.append({**dict(zip(other_keys, group_values)), LR_KEY: best[LR_KEY],
                            "selected_on": selected_on, "mean": best["mean"], "n": best["n"]})
+            grid = ordered_values(block[LR_KEY])
+            if len(grid) > 2 and (_same(best[LR_KEY], grid[0]) or _same(best[LR_KEY], grid[-1])):
+                edge = "smallest" if _same(best[LR_KEY], grid[0]) else "largest"
+                label = group_label(dict(zip(other_keys, group_values)), other_keys) or "all runs"
+                notes.append(f"{label}: the chosen learning rate {format_value(best[LR_KEY])} is the "
+                             f"{edge} in the grid; a {edge[:-3]}er one might be better still.")
         for group_values, _ in iter_groups(block, other_keys):
             if not any(all(_same(row[k], v) for k, v in zip(other_keys, group_values)) for row in chosen):
                 notes.append(f"{group_label(dict(zip(other_keys, group_values)), other_keys)}: no "
@@ -491,26 +509,44 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     results = _results_table(records, group_keys)
     curves = _curves_table(records, results, group_keys)
     _add_targets(results, curves, group_keys, block_keys, target_fraction)
-    questions = {record["config"].get("question") for record in records}
-    question = questions.pop() if len(questions) == 1 else None
+    # the latest launch's multirun.yaml first: question and headline are not part of the config
+    # hash, so runs reused by a resumed sweep still hold the text of the launch that made them
+    configs = [c for c in map(_multirun_config, sweep_dirs) if c is not None] or [r["config"] for r in records]
+    question = _shared_setting(configs, ("question",))
+    headline = _shared_setting(configs, ("report", "headline"))
     common = set.intersection(*(set(record["raw_overrides"]) for record in records))
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
                 sweep_dirs=sweep_dirs, target_fraction=target_fraction, missing=missing,
                 duplicates=duplicates, question=question if isinstance(question, str) else None,
-                skipped=skipped, common_overrides=sorted(common), headline=_shared_headline(records))
+                skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline))
 
 
-def _shared_headline(records: list[dict]) -> list[str] | None:
-    """``report.headline`` of the runs' config (a figure name or a list of them) if all agree."""
-    found = set()
-    for record in records:
-        report_node = record["config"].get("report")
-        value = report_node.get("headline") if isinstance(report_node, dict) else None
-        if isinstance(value, str):
-            value = [value]
-        found.add(tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else None)
-    headline = found.pop() if len(found) == 1 else None
-    return list(headline) if headline else None
+def _figure_names(value) -> list[str] | None:
+    """``report.headline`` as a list: one name or a list of names; None when absent or empty."""
+    if isinstance(value, str):
+        value = [value]
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) and value else None
+
+
+def _multirun_config(sweep_dir: Path) -> dict | None:
+    """The config Hydra saved in ``multirun.yaml`` when the sweep was (last) launched, if any."""
+    try:
+        config = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _shared_setting(configs: list[dict], path: tuple[str, ...]):
+    """The value at ``path`` (e.g. ``("report", "headline")``) when every config holds the same one."""
+    found = []
+    for config in configs:
+        node = config
+        for part in path:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not any(_hashable(node) == _hashable(seen) for seen in found):
+            found.append(node)
+    return found[0] if len(found) == 1 else None
 
 
 def _read_skipped(sweep_dir: Path) -> list[dict]:

@@ -81,7 +81,7 @@ def test_quick_in_process_sections_write_table_csv_and_plot(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "big MLP adam float64: sklearn / lossbench per epoch" in printed
     mlp = measurements[measurements["section"] == "mlp"]
-    assert set(mlp["contender"]) == {"lossbench", "sklearn"}
+    assert set(mlp["contender"]) == {"lossbench", "sklearn", "matmuls alone"}
     assert set(mlp["case"]) == {"adam float64", "adam float32", "sgd float64", "sgd float32"}
     assert (mlp["unit"] == "s").all() and (mlp["median"] > 0).all()
     speedups = targets[targets["name"].str.contains("float64: sklearn / lossbench")]

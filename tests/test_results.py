@@ -459,3 +459,38 @@ def test_question_and_headline_come_from_the_runs_config(tmp_path, headlines, ex
     runs = load_runs([tmp_path])
     assert runs.question == "Which loss?"
     assert runs.headline == expected
+
+
+def test_same_as_best_only_when_every_seed_matches(tmp_path):
+    finals = {"ce": [0.90, 0.80], "kl": [0.90, 0.80], "swapped": [0.80, 0.90], "l2": [0.70, 0.75]}
+    for loss, values in finals.items():
+        for seed, final in enumerate(values):
+            sweeps.write_run(tmp_path / f"{loss}{seed}", [f"loss={loss}", f"seed={seed}"],
+                             _accuracy_curve([0.5, final]))
+    table = results.shared_stats(load_runs([tmp_path])).set_index("loss")
+    assert table["same_as_best"].to_dict() == {"ce": True, "kl": True, "swapped": False, "l2": False}
+    assert table.loc["swapped", "p_value"] == pytest.approx(1.0)  # same mean, not the same runs
+
+
+def test_question_and_headline_of_the_latest_launch_win_over_reused_runs(tmp_path):
+    # a resumed sweep reuses runs made under an older question (neither is part of the config hash)
+    for seed in (0, 1):
+        sweeps.write_run(tmp_path / str(seed), ["loss=a", f"seed={seed}"], _accuracy_curve([0.5, 0.8]),
+                         config={"loss": {"_target_": "x.A"}, "question": "old?",
+                                 "report": {"headline": ["heatmap"]}})
+    (tmp_path / "multirun.yaml").write_text(
+        "hydra:\n  overrides:\n    task: []\nquestion: new?\nreport:\n  headline: curves_test_accuracy\n")
+    runs = load_runs([tmp_path])
+    assert (runs.question, runs.headline) == ("new?", ["curves_test_accuracy"])
+
+
+def test_tuned_view_notes_a_rate_chosen_at_the_edge_of_the_grid(tmp_path):
+    val = {("a", 0.01): 0.9, ("a", 0.1): 0.8, ("a", 1.0): 0.7,    # a: best at the smallest rate
+           ("b", 0.01): 0.7, ("b", 0.1): 0.9, ("b", 1.0): 0.8}    # b: inside the grid
+    for (loss, lr), final in val.items():
+        for seed in (0, 1):
+            sweeps.write_run(tmp_path / f"{loss}{lr}{seed}", [f"loss={loss}", f"optimizer.lr={lr}", f"seed={seed}"],
+                             _accuracy_curve([0.5, final], [0.5, final]))
+    notes = results.tuned_view(load_runs([tmp_path])).notes
+    assert notes == ["loss=a: the chosen learning rate 0.01 is the smallest in the grid; "
+                     "a smaller one might be better still."]
