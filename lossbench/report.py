@@ -315,7 +315,7 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
         figures.append((name, f"Heat map: {two[0]} × {two[1]}{view_title}",
                         f"Mean final {metric_name} over completed seeds (± std) for each {two[0]} "
                         f"and {two[1]}{view_title}; '(k/n)' marks cells where only k of n runs "
-                        "completed, grey cells have no completed run. The colour scale spans at "
+                        "completed; grey cells have no completed run (or were not run). The colour scale spans at "
                         "least four typical standard deviations across seeds, so differences "
                         "within seed-to-seed noise do not look large."
                         + (" Outlined: the learning rate chosen on the validation split."
@@ -577,10 +577,11 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
         metric = "final_" + panel["primary_metric"].dropna().iloc[0]
         cells = res.group_stats(panel, metric, keys, panel_keys)
         means = np.full((len(row_values), len(col_values)), np.nan)
-        texts = np.full(means.shape, "no\ncompleted run", dtype=object)
+        texts = np.full(means.shape, "not run", dtype=object)  # e.g. skipped as impossible
         for _, cell in cells.iterrows():
             i, j = res.index_of(row_values, cell[two[0]]), res.index_of(col_values, cell[two[1]])
             means[i, j] = cell["mean"]
+            texts[i, j] = "no\ncompleted run"
             if np.isfinite(cell["mean"]):
                 texts[i, j] = f"{cell['mean']:.3f}" + (f"\n±{cell['std']:.3f}" if np.isfinite(cell["std"]) else "")
             if cell["n_completed"] < cell["n_runs"]:

@@ -92,6 +92,12 @@ def _final_and_best(records: list[dict]) -> tuple[dict, dict]:
     return final, best
 
 
+def _display_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, else absolute."""
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith("..") else relative
+
+
 def _cleanup_unfinished(out_dir: Path) -> None:
     """Remove a job folder that holds only Hydra's bookkeeping, so no empty run is left behind."""
     allowed = {".hydra", "lossbench.log"}
@@ -194,7 +200,7 @@ def run(cfg: DictConfig) -> dict | None:
     message = f" ({summary['message']})" if summary["message"] else ""
     log.info("%s: %s%s %s -> %s", summary["status"], label, message, shown, out_dir)
     if not multirun:
-        print(f"lossbench: {summary['status']}{message}: {shown}\n  run directory: {out_dir}")
+        print(f"lossbench: {summary['status']}{message}: {shown}\n  run directory: {_display_path(out_dir)}")
         if summary["status"] == "failed":
             sys.exit(1)
     return summary
