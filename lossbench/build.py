@@ -47,11 +47,26 @@ def resolved(cfg: DictConfig) -> dict:
         raise ConfigError(f"{key + ': ' if key else ''}{str(err).splitlines()[0]}") from None
 
 
+def _file_fingerprints(dataset: dict) -> dict[str, str]:
+    """sha256 of every file a data-set key points to (a CSV's ``path``), so an edited file is new data."""
+    fingerprints = {}
+    for key, value in dataset.items():
+        if isinstance(value, str) and value and Path(value).is_file():
+            fingerprints[key] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+    return fingerprints
+
+
 def config_hash(cfg: DictConfig) -> str:
-    """sha256 (16 hex digits) of the resolved config without the keys that do not affect results."""
+    """sha256 (16 hex digits) of the resolved config without the keys that do not affect results.
+
+    Files the data set reads are hashed by content, not by name: re-running a sweep after editing
+    its CSV file trains again instead of reusing the old runs.
+    """
     container = resolved(cfg)
     for key in NON_RESULT_KEYS:
         container.pop(key, None)
+    if isinstance(container.get("dataset"), dict):
+        container["dataset_files"] = _file_fingerprints(container["dataset"])
     canonical = json.dumps(container, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -97,3 +97,13 @@ def test_seed_streams_are_independent_of_the_batch_size(compose_cfg):
     np.testing.assert_array_equal(a.data.X_train, b.data.X_train)
     for key in a.model.params:
         np.testing.assert_array_equal(a.model.params[key], b.model.params[key])
+
+
+def test_config_hash_follows_the_content_of_a_csv_file(compose_cfg, tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,label\n1.0,0\n2.0,1\n")
+    overrides = ("dataset=csv", f"dataset.path={path}", "dataset.target=label")
+    before = config_hash(compose_cfg(*overrides)[0])
+    assert before == config_hash(compose_cfg(*overrides)[0])
+    path.write_text("a,label\n1.0,1\n2.0,0\n")  # same name, new data: the old runs must not be reused
+    assert config_hash(compose_cfg(*overrides)[0]) != before
