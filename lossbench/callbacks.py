@@ -112,6 +112,9 @@ class SweepCallback(Callback):
         for summary in summaries:
             counts[summary.get("status", "?")] = counts.get(summary.get("status", "?"), 0) + 1
         reused = sum(1 for s in summaries if s.get("finished_at", self.started) < self.started)
+        skipped_file = read_summary(sweep_dir / "skipped.json") or {}
+        if skipped_file.get("skipped"):
+            counts["skipped (cannot work)"] = len(skipped_file["skipped"])
         status_text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         reused_text = f" ({reused} reused from an earlier sweep into this folder)" if reused else ""
         print(f"lossbench: sweep finished: {status_text}{reused_text}")

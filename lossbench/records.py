@@ -20,6 +20,15 @@ from pathlib import Path
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +38,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -100,9 +110,13 @@ def find_finished_run(sweep_dir: Path, config_hash: str) -> Path | None:
 @functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     """The commit of the lossbench source tree when it runs from a git clone (``+dirty`` if edited)."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / ".git").exists():
+    # an editable install runs from the clone; a plain `pip install .` run from inside the clone
+    # runs the same commit, so the working directory's clone counts too, if it is lossbench's
+    candidates = [Path(__file__).resolve().parents[1], *Path.cwd().resolve().parents[::-1], Path.cwd().resolve()]
+    clones = [c for c in candidates if (c / ".git").exists() and (c / "lossbench" / "run.py").is_file()]
+    if not clones:
         return None
+    root = clones[0]
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=5, check=True).stdout.strip()

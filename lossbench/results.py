@@ -698,11 +698,22 @@ def _key_value(record: dict, key: str):
     return node
 
 
+#: Keys that change how runs are shown or scheduled, never their numbers: never group keys.
+DISPLAY_KEYS = ("progress", "blas_threads", "question", "experiment")
+DISPLAY_PREFIXES = ("hydra.", "hydra/", "sweep.", "report.")
+
+
+def _is_display_key(key: str) -> bool:
+    """True for ``progress``, ``sweep.skip_invalid``, ``hydra/launcher`` and the like."""
+    return key in DISPLAY_KEYS or key.startswith(DISPLAY_PREFIXES)
+
+
 def _varying_keys(records: list[dict]) -> list[str]:
     """Override keys (except seed) whose values differ across runs, in order of first appearance."""
     keys: list[str] = []
     for record in records:
-        keys.extend(key for key in record["override_order"] if key not in keys and key != REPLICATE_KEY)
+        keys.extend(key for key in record["override_order"]
+                    if key not in keys and key != REPLICATE_KEY and not _is_display_key(key))
     varying = []
     for key in keys:
         values = {_hashable(_key_value(record, key)) for record in records}

@@ -40,8 +40,26 @@ def _job_dirname(override_dirname: str) -> str:
     return name
 
 
+#: Overrides that do not change a study's numbers, so they keep it in its own folder.
+_DISPLAY_OVERRIDES = ("experiment=", "progress=", "blas_threads=", "hydra/", "hydra.", "sweep.", "report.",
+                      "question=")
+
+
+def _study_dir(name: str, overrides) -> str:
+    """``runs/NAME`` for a study as shipped; ``runs/NAME,KEY=VALUE,...`` when extra overrides change it.
+
+    Re-running the same command resumes in the same folder; a variant (``trainer.epochs=80``) gets
+    its own, so it never mixes its runs into the study's report.
+    """
+    overrides = OmegaConf.to_container(overrides, resolve=False) if OmegaConf.is_config(overrides) else overrides
+    extras = sorted(o for o in overrides or [] if not o.lstrip("+~").startswith(_DISPLAY_OVERRIDES))
+    return f"runs/{name}" + (f",{_job_dirname(','.join(extras))}" if extras else "")
+
+
 def _register_resolvers() -> None:
     OmegaConf.register_new_resolver("lossbench_jobdir", _job_dirname, replace=True)
+    # cached: every job of a sweep reuses the folder its parent process resolved (Hydra copies the cache)
+    OmegaConf.register_new_resolver("lossbench_study_dir", _study_dir, use_cache=True, replace=True)
     OmegaConf.register_new_resolver("lossbench_pid", lambda: str(os.getpid()), use_cache=True, replace=True)
 
 
@@ -49,13 +67,23 @@ _register_resolvers()
 
 
 class _Progress:
-    """Per-epoch feedback: a bar on an interactive terminal, otherwise one log line per epoch."""
+    """Per-epoch feedback: a bar on an interactive terminal, otherwise one log line per epoch.
 
-    def __init__(self, mode: str, epochs: int):
+    Inside a sweep the epoch lines go to each job's ``lossbench.log`` only: the console keeps one
+    line per finished run, not thousands of interleaved epochs.
+    """
+
+    def __init__(self, mode: str, epochs: int, multirun: bool):
         if mode == "auto":
-            mode = "bar" if sys.stderr.isatty() else "log"
+            mode = "bar" if sys.stderr.isatty() and not multirun else "log"
         self.mode, self.epochs = mode, epochs
         self.bar = None
+        self.logger = log
+        if mode == "log" and multirun:
+            self.logger = logging.getLogger("lossbench.epochs")
+            self.logger.propagate = False
+            self.logger.setLevel(logging.INFO)
+            self.logger.handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
         if mode == "bar":
             from tqdm import tqdm
 
@@ -70,7 +98,7 @@ class _Progress:
                 self.bar.update(1)
             self.bar.set_postfix_str(f"train_loss={loss:.4g}{extra.replace('_accuracy', '_acc')}")
         elif self.mode == "log":
-            log.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
+            self.logger.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -167,7 +195,7 @@ def run(cfg: DictConfig) -> dict | None:
         "overrides": overrides, "choices": _choices(hydra_cfg),
         "config": OmegaConf.to_container(cfg, resolve=True), "provenance": None,
     }
-    progress = _Progress(cfg.progress, int(cfg.trainer.epochs))
+    progress = _Progress(cfg.progress, int(cfg.trainer.epochs), multirun)
     result = None
     try:
         from threadpoolctl import threadpool_limits
