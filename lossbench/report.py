@@ -1235,7 +1235,8 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
                      "(the tuned view); the same groups at every learning rate are in "
                      "“Learning rate” below.")
     else:
-        view_note = "Every group at the same optimizer settings (the learning rate was not swept)."
+        view_note = ("The learning rate was not swept: each group runs at the learning rate of its own "
+                     "config, so a difference can be the rate's as much as the loss's or optimizer's.")
     if layout.panel_key:
         view_note += (f" Groups are compared within each value of {layout.panel_key}"
                       + (" and dataset." if runs.block_keys else "."))
