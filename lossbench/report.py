@@ -1235,8 +1235,8 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
                      "(the tuned view); the same groups at every learning rate are in "
                      "“Learning rate” below.")
     else:
-        view_note = ("The learning rate was not swept: each group runs at the learning rate of its own "
-                     "config, so a difference can be the rate's as much as the loss's or optimizer's.")
+        view_note = ("The learning rate was not swept, so every group trains at the rate its config sets; "
+                     "one rate can suit some groups better than others (sweep optimizer.lr for the tuned view).")
     if layout.panel_key:
         view_note += (f" Groups are compared within each value of {layout.panel_key}"
                       + (" and dataset." if runs.block_keys else "."))
