@@ -1,8 +1,8 @@
 """Read sweep directories into tidy tables, and compare groups of runs across seeds.
 
 A sweep directory holds one run directory per Hydra job (``metrics.csv``, ``summary.json``,
-``calibration.csv``, ``.hydra/``; see DESIGN.md "Run directory"). ``load_runs`` reads one or more
-of them into a ``Runs`` object with two tables:
+``calibration.csv``, ``.hydra/``; see the README, "What lands in a run directory").
+``load_runs`` reads one or more of them into a ``Runs`` object with two tables:
 
 - ``results``: one row per run. Each swept key is a column named by its override key (``loss``,
   ``optimizer``, ``optimizer.lr``, ...), then ``seed``, ``status``, ``message``, ``stop_epoch``,
@@ -69,7 +69,7 @@ LR_KEY = "optimizer.lr"
 BLOCK_KEY = "dataset"
 SPLITS = ("test", "val", "train")  # order of preference for the primary metric
 PRIMARY_METRIC = {"classification": "accuracy", "regression": "r2"}
-TASK_METRICS = {  # loss-independent metrics per task (DESIGN "Metrics")
+TASK_METRICS = {  # loss-independent metrics per task, as lossbench.metrics computes them
     "classification": ("accuracy", "log_loss", "brier", "ece"),
     "regression": ("mse", "mae", "r2"),
 }

@@ -2,7 +2,8 @@
 
 ``lossbench [overrides]`` trains one run into ``runs/<date>_<time>-p<pid>/``;
 ``lossbench -m [sweep overrides]`` runs a sweep, one directory per job, and ends with the report
-(see :mod:`lossbench.callbacks`). This is the one place where configuration becomes objects.
+(see :mod:`lossbench.callbacks`). Configuration becomes objects in :mod:`lossbench.build`; this
+module decides what a run does with them and what it leaves on disk.
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, config_hash
-from lossbench.records import (find_finished_run, provenance, write_json,
-                               write_metrics, write_params)
+from lossbench.records import find_finished_run, provenance, write_json, write_metrics, write_params
 
 log = logging.getLogger("lossbench")
-
 
 
 def _job_dirname(override_dirname: str) -> str:
@@ -164,7 +163,8 @@ def run(cfg: DictConfig) -> dict | None:
     """Validate and build everything from ``cfg``, train, and write the run's files.
 
     Returns the summary dict (also written to ``summary.json``), or ``None`` when the run was
-    skipped because an identical completed run exists in the sweep.
+    skipped: an identical run already finished in the sweep, or (``sweep.skip_invalid``) the
+    combination cannot work. Bad input in a single run exits with status 2.
     """
     started = time.time()
     hydra_cfg = HydraConfig.get()
