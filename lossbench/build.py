@@ -27,6 +27,14 @@ log = logging.getLogger("lossbench")
 
 #: Top-level keys that change how a run is shown or scheduled, never its numbers.
 NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question")
+#: Override roots that make no run, study or group different: the keys above, Hydra's own settings
+#: (launcher, folders), and ``experiment``, whose effect shows in the keys it sets.
+_NON_RESULT_OVERRIDE_ROOTS = (*NON_RESULT_KEYS, "hydra", "experiment")
+
+
+def changes_results(key: str) -> bool:
+    """False for an override key that changes no number (``progress``, ``sweep.skip_invalid``, ``hydra/launcher``)."""
+    return re.split(r"[./]", key.lstrip("+~"), maxsplit=1)[0] not in _NON_RESULT_OVERRIDE_ROOTS
 PROGRESS_MODES = ("auto", "bar", "log", "none")
 
 

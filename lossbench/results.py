@@ -64,6 +64,8 @@ import pandas as pd
 import yaml
 from scipy import stats
 
+from lossbench.build import changes_results
+
 REPLICATE_KEY = "seed"
 LR_KEY = "optimizer.lr"
 BLOCK_KEY = "dataset"
@@ -101,6 +103,8 @@ class Runs:
     folder's ``skipped.json`` (see ``skipped_combinations``). ``common_overrides``: the overrides
     every run shares (e.g. ``experiment=l2_vs_ce``), which name no group. ``headline``: the
     figure names listed under ``report.headline`` (a name or a list), found like ``question``.
+    ``loss_nodes``: run_id -> (the ``loss`` group choice, the run's ``loss`` config node), as read
+    with the run, for the report's gradient figure.
     """
 
     results: pd.DataFrame
@@ -115,6 +119,7 @@ class Runs:
     skipped: list[dict] = field(default_factory=list)
     common_overrides: list[str] = field(default_factory=list)
     headline: list[str] | None = None
+    loss_nodes: dict[str, tuple[str | None, dict]] = field(default_factory=dict)
 
     @property
     def key_values(self) -> dict[str, list]:
@@ -495,7 +500,7 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     for sweep_dir in sweep_dirs:
         run_dirs, sweep_missing = _find_run_dirs(sweep_dir)
         missing.extend(sweep_missing)
-        skipped.extend(_read_skipped(sweep_dir))
+        skipped.extend(read_skipped(sweep_dir))
         records.extend(_read_run(run_dir, sweep_dir) for run_dir in run_dirs)
     if not records:
         raise NoRunsError("no runs (subdirectories with summary.json) in "
@@ -518,7 +523,9 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
                 sweep_dirs=sweep_dirs, target_fraction=target_fraction, missing=missing,
                 duplicates=duplicates, question=question if isinstance(question, str) else None,
-                skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline))
+                skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline),
+                loss_nodes={record["run_id"]: (record["choices"].get("loss"), record["config"].get("loss"))
+                            for record in records})
 
 
 def _figure_names(value) -> list[str] | None:
@@ -549,7 +556,7 @@ def _shared_setting(configs: list[dict], path: tuple[str, ...]):
     return found[0] if len(found) == 1 else None
 
 
-def _read_skipped(sweep_dir: Path) -> list[dict]:
+def read_skipped(sweep_dir: Path) -> list[dict]:
     """The jobs recorded in ``skipped.json`` of a sweep folder (none when the file is absent)."""
     try:
         return list(json.loads((Path(sweep_dir) / "skipped.json").read_text())["skipped"])
@@ -698,22 +705,12 @@ def _key_value(record: dict, key: str):
     return node
 
 
-#: Keys that change how runs are shown or scheduled, never their numbers: never group keys.
-DISPLAY_KEYS = ("progress", "blas_threads", "question", "experiment")
-DISPLAY_PREFIXES = ("hydra.", "hydra/", "sweep.", "report.")
-
-
-def _is_display_key(key: str) -> bool:
-    """True for ``progress``, ``sweep.skip_invalid``, ``hydra/launcher`` and the like."""
-    return key in DISPLAY_KEYS or key.startswith(DISPLAY_PREFIXES)
-
-
 def _varying_keys(records: list[dict]) -> list[str]:
-    """Override keys (except seed) whose values differ across runs, in order of first appearance."""
+    """Override keys (except seed, and those that change no number) whose values differ across runs."""
     keys: list[str] = []
     for record in records:
         keys.extend(key for key in record["override_order"]
-                    if key not in keys and key != REPLICATE_KEY and not _is_display_key(key))
+                    if key not in keys and key != REPLICATE_KEY and changes_results(key))
     varying = []
     for key in keys:
         values = {_hashable(_key_value(record, key)) for record in records}

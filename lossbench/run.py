@@ -23,7 +23,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from lossbench.build import ConfigError, build, config_hash
+from lossbench.build import ConfigError, build, changes_results, config_hash
 from lossbench.records import find_finished_run, provenance, write_json, write_metrics, write_params
 
 log = logging.getLogger("lossbench")
@@ -39,11 +39,6 @@ def _job_dirname(override_dirname: str) -> str:
     return name
 
 
-#: Overrides that do not change a study's numbers, so they keep it in its own folder.
-_DISPLAY_OVERRIDES = ("experiment=", "progress=", "blas_threads=", "hydra/", "hydra.", "sweep.", "report.",
-                      "question=")
-
-
 def _study_dir(name: str, overrides) -> str:
     """``runs/NAME`` for a study as shipped; ``runs/NAME,KEY=VALUE,...`` when extra overrides change it.
 
@@ -51,7 +46,7 @@ def _study_dir(name: str, overrides) -> str:
     its own, so it never mixes its runs into the study's report.
     """
     overrides = OmegaConf.to_container(overrides, resolve=False) if OmegaConf.is_config(overrides) else overrides
-    extras = sorted(o for o in overrides or [] if not o.lstrip("+~").startswith(_DISPLAY_OVERRIDES))
+    extras = sorted(o for o in overrides or [] if changes_results(o.split("=", 1)[0]))
     return f"runs/{name}" + (f",{_job_dirname(','.join(extras))}" if extras else "")
 
 
