@@ -76,6 +76,8 @@ class SweepCallback(Callback):
         self.started = time.time()
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from lossbench.records import index_finished_runs, write_json
+
         self.started = time.time()
         jobs = sweep_jobs(config)
         if not jobs:
@@ -83,14 +85,15 @@ class SweepCallback(Callback):
         tic = time.perf_counter()
         problems = validate_jobs(kwargs.get("config_name") or "config", jobs)
         log.debug("validated %d jobs in %.2f s", len(jobs), time.perf_counter() - tic)
+        sweep_dir = Path(config.hydra.sweep.dir)
         if not problems:
+            index_finished_runs(sweep_dir)
             return
         lines = "\n".join(f"  {' '.join(job) or '(defaults)'}: {message}" for job, message in problems)
         if config.sweep.skip_invalid:
-            from lossbench.records import write_json
-
             skipped = [{"overrides": list(job), "message": message} for job, message in problems]
-            write_json(Path(config.hydra.sweep.dir) / "skipped.json", {"skipped": skipped})
+            write_json(sweep_dir / "skipped.json", {"skipped": skipped})
+            index_finished_runs(sweep_dir)
             log.warning("sweep.skip_invalid=true: skipping %d of %d jobs that cannot run:\n%s",
                         len(problems), len(jobs), lines)
             return
@@ -101,10 +104,11 @@ class SweepCallback(Callback):
         sys.exit(2)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from lossbench.records import read_summary
+        from lossbench.records import read_json
+        from lossbench.results import read_skipped
 
         sweep_dir = Path(config.hydra.sweep.dir)
-        summaries = [s for s in (read_summary(p) for p in sorted(sweep_dir.glob("*/summary.json"))) if s]
+        summaries = [s for s in (read_json(p) for p in sorted(sweep_dir.glob("*/summary.json"))) if s]
         if not summaries:
             print(f"lossbench: no finished runs in {sweep_dir}; no report written", file=sys.stderr)
             return
@@ -112,9 +116,9 @@ class SweepCallback(Callback):
         for summary in summaries:
             counts[summary.get("status", "?")] = counts.get(summary.get("status", "?"), 0) + 1
         reused = sum(1 for s in summaries if s.get("finished_at", self.started) < self.started)
-        skipped_file = read_summary(sweep_dir / "skipped.json") or {}
-        if skipped_file.get("skipped"):
-            counts["skipped (cannot work)"] = len(skipped_file["skipped"])
+        skipped = read_skipped(sweep_dir)
+        if skipped:
+            counts["skipped (cannot work)"] = len(skipped)
         status_text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
         reused_text = f" ({reused} reused from an earlier sweep into this folder)" if reused else ""
         print(f"lossbench: sweep finished: {status_text}{reused_text}")

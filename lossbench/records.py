@@ -82,8 +82,8 @@ def write_params(path: Path, params: dict[str, np.ndarray]) -> None:
     _atomic_write_bytes(path, buffer.getvalue())
 
 
-def read_summary(path: Path) -> dict | None:
-    """The parsed ``summary.json`` at ``path``, or None when it is absent or unreadable."""
+def read_json(path: Path) -> dict | None:
+    """The parsed JSON file at ``path`` (a ``summary.json``, say), or None when it is absent or unreadable."""
     try:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
@@ -95,16 +95,44 @@ def read_summary(path: Path) -> dict | None:
 REUSABLE_STATUSES = ("completed", "diverged")
 
 
-def find_finished_run(sweep_dir: Path, config_hash: str) -> Path | None:
-    """The folder of a run in ``sweep_dir`` that completed (or diverged) with this config hash, if any."""
+#: In a sweep folder: config hash -> folder of every run that had finished when the sweep started.
+FINISHED_INDEX = "finished_runs.json"
+
+
+def _is_finished(run_dir: Path, config_hash: str) -> bool:
+    """True when ``run_dir`` finished (completed or diverged) with this config hash."""
+    summary = read_json(run_dir / "summary.json")
+    return bool(summary) and summary.get("status") in REUSABLE_STATUSES and summary.get("config_hash") == config_hash
+
+
+def index_finished_runs(sweep_dir: Path) -> None:
+    """Write ``FINISHED_INDEX`` for ``sweep_dir``: read every summary once, when a sweep starts.
+
+    Each job then looks its config hash up in one small file instead of reading every summary
+    of the folder, which made a sweep's start-up cost grow with the square of its size.
+    """
     sweep_dir = Path(sweep_dir)
-    if not sweep_dir.is_dir():
-        return None
+    index: dict[str, str] = {}
     for summary_path in sorted(sweep_dir.glob("*/summary.json")):
-        summary = read_summary(summary_path)
-        if summary and summary.get("status") in REUSABLE_STATUSES and summary.get("config_hash") == config_hash:
-            return summary_path.parent
-    return None
+        summary = read_json(summary_path)
+        if summary and summary.get("status") in REUSABLE_STATUSES:
+            index.setdefault(summary.get("config_hash"), summary_path.parent.name)
+    write_json(sweep_dir / FINISHED_INDEX, index)
+
+
+def find_finished_run(sweep_dir: Path, config_hash: str) -> Path | None:
+    """The folder of a run in ``sweep_dir`` that completed (or diverged) with this config hash, if any.
+
+    Looks in the sweep's ``FINISHED_INDEX``; a folder without one (a sweep not started by
+    lossbench's callback) is scanned.
+    """
+    sweep_dir = Path(sweep_dir)
+    index = read_json(sweep_dir / FINISHED_INDEX)
+    if index is None:
+        candidates = sorted(path.parent for path in sweep_dir.glob("*/summary.json"))
+    else:
+        candidates = [sweep_dir / index[config_hash]] if config_hash in index else []
+    return next((run_dir for run_dir in candidates if _is_finished(run_dir, config_hash)), None)
 
 
 @functools.lru_cache(maxsize=1)

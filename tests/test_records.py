@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench.records import (atomic_write_text, find_finished_run, read_summary, write_json, write_metrics,
-                               write_params)
+from lossbench.records import (FINISHED_INDEX, atomic_write_text, find_finished_run, index_finished_runs, read_json,
+                               write_json, write_metrics, write_params)
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
@@ -56,5 +56,17 @@ def test_a_resumed_sweep_reuses_results_but_retries_failures(tmp_path, status, r
 def test_an_unreadable_summary_is_not_a_finished_run(tmp_path):
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "summary.json").write_text('{"status": "compl')  # cut off mid-write
-    assert read_summary(tmp_path / "job" / "summary.json") is None
+    assert read_json(tmp_path / "job" / "summary.json") is None
+    assert find_finished_run(tmp_path, "abc") is None
+
+
+def test_a_sweep_looks_finished_runs_up_in_the_index_written_when_it_started(tmp_path):
+    write_json(tmp_path / "loss=ce,seed=0" / "summary.json", {"status": "completed", "config_hash": "abc"})
+    write_json(tmp_path / "loss=l2,seed=0" / "summary.json", {"status": "failed", "config_hash": "def"})
+    index_finished_runs(tmp_path)
+    assert json.loads((tmp_path / FINISHED_INDEX).read_text()) == {"abc": "loss=ce,seed=0"}
+    assert find_finished_run(tmp_path, "abc") == tmp_path / "loss=ce,seed=0"
+    assert find_finished_run(tmp_path, "def") is None
+    # the index names a folder; the folder's own summary must still say so (a lost run is redone)
+    (tmp_path / "loss=ce,seed=0" / "summary.json").unlink()
     assert find_finished_run(tmp_path, "abc") is None
