@@ -701,25 +701,19 @@ def _chosen_in(best_lr: pd.DataFrame, panel: pd.DataFrame, keys: list[str]) -> p
 
 def _loss_nodes(runs: Runs) -> list[tuple[str, dict]]:
     """Distinct ``loss`` config nodes of the classification runs, labelled by their choice name."""
-    import json
-
     import yaml
 
     nodes: list[tuple[str, dict]] = []
     seen = set()
-    for _, run in runs.results[runs.results["task"] == "classification"].iterrows():
-        config_path = Path(run["run_dir"]) / ".hydra" / "config.yaml"
-        if not config_path.is_file():
-            continue
-        node = (yaml.safe_load(config_path.read_text()) or {}).get("loss")
+    for run_id in runs.results.loc[runs.results["task"] == "classification", "run_id"]:
+        choice, node = runs.loss_nodes.get(run_id, (None, None))
         if not isinstance(node, dict) or "_target_" not in node:
             continue
         identity = yaml.safe_dump(node, sort_keys=True)
         if identity in seen:
             continue
         seen.add(identity)
-        choices = json.loads((Path(run["run_dir"]) / "summary.json").read_text()).get("choices") or {}
-        name = choices.get("loss") or node["_target_"].rsplit(".", 1)[-1]
+        name = choice or node["_target_"].rsplit(".", 1)[-1]
         params = ", ".join(f"{k}={res.format_value(v)}" for k, v in node.items() if k != "_target_")
         nodes.append((f"{name}({params})" if params else name, node))
     return nodes
