@@ -153,21 +153,33 @@ class Built:
                      divergence_factor=float(trainer.divergence_factor), rng=self.shuffle_rng,
                      on_epoch=on_epoch)
 
-    def write_calibration(self, path: Path) -> None:
-        """Write the reliability table of the final model (test split, else val, else train)."""
+    def write_calibration(self, path: Path) -> bool:
+        """Write ``calibration.csv``: the reliability table of the final model, through the loss's link.
+
+        One row per bin of the ECE (:data:`lossbench.metrics.ECE_BINS` = 15 equal-width bins of
+        the top-label confidence), on the test split (else val, else train), with columns split,
+        bin, lower, upper, count, confidence, accuracy. Nothing is written (returns False) for
+        regression, a non-finite model, or a loss without a probabilistic link (hinge,
+        l2_logits, a user loss without ``probabilities``): calibration is not applicable there.
+        """
         if self.data.task != "classification" or not all(np.isfinite(p).all() for p in self.model.params.values()):
-            return
+            return False
         from lossbench.metrics import calibration_table
         from lossbench.records import atomic_write_text
+        from lossbench.train import link_probabilities
 
         for split in ("test", "val", "train"):
             X = getattr(self.data, f"X_{split}")
             if X is not None:
                 outputs, _ = self.model.forward(X)
-                table = calibration_table(outputs, getattr(self.data, f"y_{split}"))
+                probabilities = link_probabilities(self.loss, outputs)
+                if probabilities is None:
+                    return False
+                table = calibration_table(probabilities, getattr(self.data, f"y_{split}"))
                 table.insert(0, "split", split)
                 atomic_write_text(path, table.to_csv(index=False))
-                return
+                return True
+        return False
 
 
 def _choices() -> dict:

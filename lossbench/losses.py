@@ -17,6 +17,13 @@ softmax) lives here, never in the model. ``targets``, read by their dtype:
   k >= 2 every row sums to 1; for k == 1 the probability of class 1). A float (n,) is read as
   (n, 1) when k == 1.
 
+Every loss also says how its outputs become class probabilities (its link), for the metrics::
+
+    p = loss.probabilities(outputs)    # float64 (n, max(k, 2)), rows sum to 1; None: no link
+
+sigmoid ``[1 - sigma(z), sigma(z)]`` for k == 1 and softmax for k >= 2 by default; BCE with
+k >= 2 normalises its k sigmoids; hinge and l2_logits have none (calibration: not applicable).
+
 A loss that cannot serve a setting (one output for a softmax loss, regression values for a
 classification loss, a label out of range, ...) raises ``ValueError`` from the call itself,
 saying what fits instead; the runner checks a configuration that way, on all training targets.
@@ -153,6 +160,18 @@ class Loss:
     def _loss_and_gradient(self, outputs, target, labels):
         raise NotImplementedError
 
+    def probabilities(self, outputs) -> np.ndarray | None:
+        """Class probabilities (n, C), C = max(k, 2), that this loss's link gives raw outputs (n, k).
+
+        The default link, of every loss that compares probabilities with the label: k == 1,
+        ``[1 - sigma(z), sigma(z)]`` (the sigmoid is the probability of class 1); k >= 2,
+        ``softmax(z)``. float64, rows sum to 1, exact for logits up to +-1e3 (``exp(-|z|)`` and
+        the row maximum subtracted). A loss without a probabilistic link (hinge, l2_logits)
+        returns None: its calibration metrics are "not applicable". Non-finite outputs give NaN
+        rows, quietly. The argmax of a row is the argmax of the outputs (z > 0 for k == 1).
+        """
+        return _link_probabilities(outputs)
+
     def _labels_suffice(self) -> bool:
         """True when ``_loss_and_gradient_of_labels`` serves class labels (no (n, k) target array built)."""
         return False
@@ -208,6 +227,16 @@ class Loss:
     def _check_outputs_count(self, k: int) -> None:
         if k < self.min_outputs:
             raise ValueError(f"loss '{self.name}' needs k >= 2 outputs (softmax); for one output use loss=bce")
+
+
+def _link_probabilities(outputs) -> np.ndarray:
+    """[1 - sigma(z), sigma(z)] for k == 1, softmax(z) for k >= 2, as float64 (n, max(k, 2))."""
+    z = _check_outputs(outputs).astype(np.float64, copy=False)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite outputs: NaN rows, quietly
+        if z.shape[1] == 1:
+            sigmoid, sigmoid_neg = _sigmoids(z[:, 0], np.exp(-np.abs(z[:, 0])))
+            return np.column_stack([sigmoid_neg, sigmoid])
+        return _softmax(z).p
 
 
 def _check_outputs(outputs) -> np.ndarray:
@@ -315,6 +344,14 @@ class L2(_ResidualLoss):
     def name(self) -> str:
         return "l2_logits" if self.on_logits else "l2"
 
+    def probabilities(self, outputs) -> np.ndarray | None:
+        """Sigmoid / softmax of the outputs (see :meth:`Loss.probabilities`); None with ``on_logits``.
+
+        Squared error on raw logits has no probabilistic link: its outputs aim at 0 and 1
+        themselves, so a softmax of them is not what the loss trained (calibration: not applicable).
+        """
+        return None if self.on_logits else _link_probabilities(outputs)
+
     def _penalty(self, residual):
         return residual * residual, 2.0 * residual
 
@@ -374,6 +411,22 @@ class BCE(Loss):
     """
 
     name = "bce"
+
+    def probabilities(self, outputs) -> np.ndarray:
+        """k == 1: ``[1 - sigma(z), sigma(z)]``; k >= 2: normalised sigmoids ``sigma(z_j) / sum_i sigma(z_i)``.
+
+        With k >= 2 outputs BCE trains k independent sigmoids, each the probability that the
+        sample is of class j, and those need not sum to 1. As class probabilities (for log loss,
+        Brier score and ECE) they are normalised to sum to 1, computed as
+        ``softmax(log sigma(z))`` with ``log sigma(z) = -log(1 + exp(-z))`` (exact for any logit).
+        The top-label confidence is the largest normalised value; its class is the largest
+        logit's, so accuracy and calibration judge the same prediction. float64 (n, max(k, 2)).
+        """
+        z = _check_outputs(outputs).astype(np.float64, copy=False)
+        if z.shape[1] == 1:
+            return _link_probabilities(z)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return _softmax(-np.logaddexp(0.0, -z)).p
 
     def _loss_and_gradient(self, outputs, target, labels):
         k = outputs.shape[1]
@@ -534,6 +587,10 @@ class Hinge(Loss):
 
     name = "hinge"
     float_targets = None
+
+    def probabilities(self, outputs) -> None:
+        """None: a margin loss has no probabilistic link (calibration metrics: not applicable)."""
+        return None
 
     def _loss_and_gradient(self, outputs, target, labels):
         n, k = outputs.shape

@@ -1,8 +1,14 @@
-"""Loss-independent metrics, computed from raw model outputs on a whole split.
+"""Metrics of raw model outputs on a whole split, for classification and regression.
 
-Every function takes the model's raw ``outputs`` (n, k) and turns them into probabilities itself,
-the same way for every loss: sigmoid for k = 1 (the probability of class 1), softmax for k >= 2.
-So a run trained with L2, hinge or cross-entropy is scored on the same scale.
+Classification metrics take the raw ``outputs`` (n, k) and, separately, the class
+``probabilities`` (n, C), C = max(k, 2), that the run's loss gives them through its own link
+(``loss.probabilities(outputs)``: sigmoid, softmax, normalised sigmoids for BCE with k >= 2).
+Accuracy depends on the outputs alone; log loss, Brier score and ECE on the probabilities, and
+they are NaN ("not applicable") for a loss without a probabilistic link (hinge, l2_logits): a
+softmax of margins would score something the loss never trained.
+
+One ECE everywhere: ``ECE_BINS`` = 15 equal-width bins (lower, upper] of the top-label confidence
+``max_c p_ic`` (Guo et al. 2017), here and in :func:`calibration_table` (calibration.csv).
 
 Non-finite outputs (a diverged model) give NaN for every metric rather than a warning or a
 misleading number. Everything is vectorised: these run every epoch on whole splits.
@@ -14,6 +20,10 @@ import numpy as np
 import pandas as pd
 
 ECE_BINS = 15  # equal-width confidence bins for ECE (Guo et al. 2017 use 15)
+VANISHING_FRACTION = 0.01  # a gradient below this fraction of the split's largest one "vanishes"
+#: a probability that underflows to 0 counts as the smallest positive float64 in the log loss
+#: (per-sample log loss at most 744.4), so a confidently wrong sample gives a finite number
+_SMALLEST_PROBABILITY = float(np.finfo(np.float64).smallest_subnormal)
 
 
 def _as_outputs(outputs) -> np.ndarray:
@@ -26,48 +36,34 @@ def _as_outputs(outputs) -> np.ndarray:
     return outputs
 
 
-def _as_labels(labels, outputs: np.ndarray) -> np.ndarray:
-    """labels as int64 (n,), checked against outputs (n, k)."""
+def _as_labels(labels, n: int, n_classes: int) -> np.ndarray:
+    """labels as int64 (n,) in [0, n_classes)."""
     labels = np.asarray(labels)
-    n, k = outputs.shape
-    n_classes = max(k, 2)
     if labels.shape != (n,):
         raise ValueError(f"labels of shape {labels.shape}: expected ({n},) to match outputs")
     if labels.size and not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels of dtype {labels.dtype}: expected integer class labels")
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        raise ValueError(
-            f"labels in [{labels.min()}, {labels.max()}]: expected labels in [0, {n_classes}) "
-            f"for outputs with k = {k}"
-        )
+        raise ValueError(f"labels in [{labels.min()}, {labels.max()}]: expected labels in [0, {n_classes}) "
+                         f"for {n_classes} classes")
     return labels.astype(np.int64, copy=False)
 
 
-def log_probabilities(outputs) -> np.ndarray:
-    """Log class probabilities (n, C), C = max(k, 2), computed without overflow.
+def _as_probabilities(probabilities, n: int, n_classes: int) -> np.ndarray:
+    """probabilities as float64 (n, n_classes)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.shape != (n, n_classes):
+        raise ValueError(f"probabilities of shape {probabilities.shape}: expected ({n}, {n_classes}), "
+                         "one column per class (two for one sigmoid output)")
+    return probabilities
 
-    k = 1:  log p1 = -log(1 + e^-z) = -logaddexp(0, -z),  log p0 = -logaddexp(0, z).
-    k >= 2: log p = z - logsumexp(z) with the row maximum subtracted first.
-    """
+
+def predicted_classes(outputs) -> np.ndarray:
+    """The predicted class of raw outputs (n, k): ``z > 0`` for k = 1, else ``argmax_c z_c`` (int64 (n,))."""
     outputs = _as_outputs(outputs)
     if outputs.shape[1] == 1:
-        z = outputs[:, 0]
-        return np.column_stack([-np.logaddexp(0.0, z), -np.logaddexp(0.0, -z)])
-    shifted = outputs - outputs.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-
-
-def probabilities(outputs) -> np.ndarray:
-    """Class probabilities (n, C) from raw outputs (n, k), C = max(k, 2); rows sum to 1.
-
-    k = 1:  columns [1 - sigmoid(z), sigmoid(z)] (sigmoid(z) = 1 / (1 + e^-z)).
-    k >= 2: softmax(z)_c = e^(z_c - max z) / sum_j e^(z_j - max z).
-    """
-    outputs = _as_outputs(outputs)
-    if outputs.shape[1] == 1:
-        return np.exp(log_probabilities(outputs))  # exp(-logaddexp) never overflows
-    shifted = np.exp(outputs - outputs.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+        return (outputs[:, 0] > 0).astype(np.int64)
+    return outputs.argmax(axis=1)
 
 
 def _bin_statistics(confidence: np.ndarray, correct: np.ndarray, n_bins: int):
@@ -79,45 +75,90 @@ def _bin_statistics(confidence: np.ndarray, correct: np.ndarray, n_bins: int):
     return count, confidence_sum, correct_sum
 
 
-def classification_metrics(outputs, labels) -> dict[str, float]:
-    """Accuracy, log loss, Brier score and ECE of raw outputs (n, k) against labels (n,).
+def _top_label(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-label confidence ``max_c p_ic`` and correctness ``[argmax_c p_ic == y_i]`` (float), each (n,)."""
+    top = p.argmax(axis=1)
+    return p[np.arange(len(p)), top], (top == labels).astype(np.float64)
 
-    With p = probabilities(outputs) (n, C), C = max(k, 2), and y the labels:
-      accuracy = mean_i [argmax_c p_ic == y_i]                      (k = 1: z > 0 predicts 1)
-      log_loss = -mean_i log p_{i,y_i}, log p from log_probabilities (stable for any finite z)
-      brier    = C == 2: mean_i (p_i1 - y_i)^2, identical for one sigmoid output or two softmax
-                 outputs (sklearn's binary brier_score_loss);
+
+def classification_metrics(outputs, labels, probabilities=None) -> dict[str, float]:
+    """Accuracy of raw outputs (n, k), and log loss, Brier score and ECE of class probabilities (n, C).
+
+    With y the labels (n,), C = max(k, 2) and p = ``probabilities`` (the loss's link, rows
+    summing to 1):
+      accuracy = mean_i [predicted_classes(outputs)_i == y_i]   (k = 1: z > 0 predicts class 1)
+      log_loss = -mean_i log max(p_{i,y_i}, 4.9e-324)           (a probability that underflowed
+                 to 0 counts as the smallest float64, so the value stays finite)
+      brier    = C == 2: mean_i (p_i1 - y_i)^2 (sklearn's binary brier_score_loss);
                  C > 2:  mean_i sum_c (p_ic - [y_i == c])^2 (sklearn's multi-class form, in [0, 2])
       ece      = sum_b (n_b / n) |accuracy_b - confidence_b| over ECE_BINS = 15 equal-width bins
-                 (lower, upper] of the top-label confidence max_c p_ic; accuracy_b and
-                 confidence_b are the bin's mean correctness and mean confidence.
-    Returns NaN for every metric if any output is non-finite.
+                 (lower, upper] of the top-label confidence max_c p_ic; accuracy_b is the bin's
+                 mean of [argmax_c p_ic == y_i], confidence_b its mean confidence.
+    ``probabilities=None`` (a loss without a probabilistic link): log_loss, brier and ece are NaN.
+    Every metric is NaN if any output is non-finite.
     """
     outputs = _as_outputs(outputs)
-    labels = _as_labels(labels, outputs)
-    names = ("accuracy", "log_loss", "brier", "ece")
+    n, k = outputs.shape
+    n_classes = max(k, 2)
+    labels = _as_labels(labels, n, n_classes)
+    nan = float("nan")
     if not np.all(np.isfinite(outputs)):
-        return dict.fromkeys(names, float("nan"))
-    n = len(labels)
+        return dict.fromkeys(("accuracy", "log_loss", "brier", "ece"), nan)
+    result = {"accuracy": float(np.mean(predicted_classes(outputs) == labels)) if n else nan,
+              "log_loss": nan, "brier": nan, "ece": nan}
+    if probabilities is None or n == 0:
+        return result
+    p = _as_probabilities(probabilities, n, n_classes)
+    if not np.all(np.isfinite(p)):
+        return result
     rows = np.arange(n)
-    log_p = log_probabilities(outputs)
-    p = np.exp(log_p)
-    predicted = p.argmax(axis=1)
-    correct = (predicted == labels).astype(np.float64)
-    if p.shape[1] == 2:
+    p_label = p[rows, labels]
+    if n_classes == 2:
         brier = np.mean((p[:, 1] - labels) ** 2)
     else:
         squared_error = np.square(p)
-        squared_error[rows, labels] += 1.0 - 2.0 * p[rows, labels]  # (p - 1)^2 = p^2 - 2p + 1
+        squared_error[rows, labels] += 1.0 - 2.0 * p_label  # (p - 1)^2 = p^2 - 2p + 1
         brier = np.mean(squared_error.sum(axis=1))
-    count, confidence_sum, correct_sum = _bin_statistics(p[rows, predicted], correct, ECE_BINS)
-    ece = np.abs(correct_sum - confidence_sum).sum() / n  # sum_b n_b/n |acc_b - conf_b|
-    return {
-        "accuracy": float(correct.mean()),
-        "log_loss": float(-np.mean(log_p[rows, labels])),
-        "brier": float(brier),
-        "ece": float(ece),
-    }
+    confidence, correct = _top_label(p, labels)
+    _, confidence_sum, correct_sum = _bin_statistics(confidence, correct, ECE_BINS)
+    result["log_loss"] = float(-np.mean(np.log(np.maximum(p_label, _SMALLEST_PROBABILITY))))
+    result["brier"] = float(brier)
+    result["ece"] = float(np.abs(correct_sum - confidence_sum).sum() / n)  # sum_b n_b/n |acc_b - conf_b|
+    return result
+
+
+def gradient_diagnostics(outputs, labels, dlogits) -> dict[str, float]:
+    """Why losses differ: per-sample gradient norms over the correctly and wrongly classified samples.
+
+    With ``g_i = ||dlogits_i||_2`` (dlogits (n, k): the gradient of sample i's loss with respect
+    to its own outputs, as the loss returns it) and the predictions of :func:`predicted_classes`:
+      dz_norm_correct       = mean of g_i over correctly classified samples (NaN if none)
+      dz_norm_wrong         = mean of g_i over wrongly classified samples (NaN if none)
+      wrong_vanishing_frac  = fraction of the wrongly classified samples with
+                              g_i < VANISHING_FRACTION (1%) x max_j g_j over all n samples, or
+                              g_i == 0 (NaN if none is wrong)
+    L2 on a softmax gives confidently wrong samples a vanishing gradient; cross-entropy does not.
+    All NaN if an output or a gradient is non-finite.
+    """
+    outputs = _as_outputs(outputs)
+    n, k = outputs.shape
+    labels = _as_labels(labels, n, max(k, 2))
+    dlogits = np.asarray(dlogits, dtype=np.float64).reshape(n, -1)
+    names = ("dz_norm_correct", "dz_norm_wrong", "wrong_vanishing_frac")
+    result = dict.fromkeys(names, float("nan"))
+    if not (np.all(np.isfinite(outputs)) and np.all(np.isfinite(dlogits))):
+        return result
+    norms = np.sqrt(np.einsum("ij,ij->i", dlogits, dlogits))
+    correct = predicted_classes(outputs) == labels
+    wrong = ~correct
+    if correct.any():
+        result["dz_norm_correct"] = float(norms[correct].mean())
+    if wrong.any():
+        wrong_norms = norms[wrong]
+        result["dz_norm_wrong"] = float(wrong_norms.mean())
+        vanishing = (wrong_norms < VANISHING_FRACTION * norms.max()) | (wrong_norms == 0)
+        result["wrong_vanishing_frac"] = float(vanishing.mean())
+    return result
 
 
 def regression_metrics(outputs, targets) -> dict[str, float]:
@@ -155,22 +196,23 @@ def regression_metrics(outputs, targets) -> dict[str, float]:
     }
 
 
-def calibration_table(outputs, labels, n_bins: int = 10) -> pd.DataFrame:
-    """Reliability-diagram data: one row per equal-width bin (lower, upper] of top-label confidence.
+def calibration_table(probabilities, labels, n_bins: int = ECE_BINS) -> pd.DataFrame:
+    """Reliability-diagram data of class probabilities (n, C): one row per equal-width bin (lower, upper].
 
-    Columns: bin (0..n_bins-1), lower, upper, count, confidence (mean max_c p_ic in the bin),
-    accuracy (fraction of the bin's samples predicted correctly). Empty bins have count 0 and NaN
-    means. Samples with non-finite outputs are left out.
+    The bins of the ECE in :func:`classification_metrics` (15 by default), over the top-label
+    confidence ``max_c p_ic``. Columns: bin (0..n_bins-1), lower, upper, count (samples in the bin),
+    confidence (their mean top-label confidence), accuracy (the fraction whose top label is right).
+    Empty bins have count 0 and NaN means. Rows with non-finite probabilities are left out.
+    ``sum_b count_b / n |accuracy_b - confidence_b|`` over the non-empty bins is the ECE.
     """
     if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"n_bins={n_bins!r}: expected an integer >= 1")
-    outputs = _as_outputs(outputs)
-    labels = _as_labels(labels, outputs)
-    finite = np.all(np.isfinite(outputs), axis=1)
-    p = probabilities(outputs[finite])
-    predicted = p.argmax(axis=1)
-    confidence = p[np.arange(len(p)), predicted]
-    correct = (predicted == labels[finite]).astype(np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(f"probabilities of shape {p.shape}: expected (n, C) with C >= 2 classes")
+    labels = _as_labels(labels, p.shape[0], p.shape[1])
+    finite = np.all(np.isfinite(p), axis=1)
+    confidence, correct = _top_label(p[finite], labels[finite])
     count, confidence_sum, correct_sum = _bin_statistics(confidence, correct, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: 0/0 -> NaN on purpose
         mean_confidence = confidence_sum / count

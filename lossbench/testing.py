@@ -110,6 +110,9 @@ class LossCheckReport:
     gradient_checks: int = 0  # samples whose gradient was checked by finite differences
     skipped_near_kinks: int = 0  # samples left out because a kink lay within one step
     max_relative_error: float = 0.0  # worst finite-difference relative error over all samples
+    #: the link, checked on class labels: "checked, k=1, k=3", "none: calibration not applicable"
+    #: (probabilities returns None) or "not provided: calibration not applicable" (no such method)
+    probabilities: str = "not provided: calibration not applicable"
 
 
 def check_loss(loss, n_outputs=(1, 3), *, n_samples: int = 6, saturation: float = 30.0, max_logit: float = 1e3,
@@ -133,6 +136,13 @@ def check_loss(loss, n_outputs=(1, 3), *, n_samples: int = 6, saturation: float 
       |outputs_i|, 1) / step, e.g. the vanishing gradient of L2 on a saturated sigmoid) can
       only be confirmed to be that small. Samples whose one-sided slopes disagree (a kink, e.g. of L1,
       Huber or hinge, within one step) are skipped and counted; at most a third may be.
+
+    If the loss has a ``probabilities(outputs)`` method (its link, for log loss, Brier score and
+    ECE), then for every k whose class labels it accepts it must return None (no probabilistic
+    link) for every k, or a float array (n, max(k, 2)) with entries in [0, 1], rows summing to 1,
+    top label = the outputs' prediction (``z > 0`` for k == 1, else the argmax), finite and free
+    of floating-point errors for logits up to ``max_logit``. Without the method, calibration
+    metrics are "not applicable" for the loss (reported, not an error).
 
     At least one setting must be accepted. Raises AssertionError on the first violation.
     """
@@ -166,12 +176,54 @@ def check_loss(loss, n_outputs=(1, 3), *, n_samples: int = 6, saturation: float 
                 max_error = max([max_error, *errors])
     if not report.accepted:
         raise AssertionError(f"{report.loss} accepted no target kind: {report.rejected}")
+    label_ks = [k for k in n_outputs if f"labels, k={k}" in report.accepted]
+    if callable(getattr(loss, "probabilities", None)) and label_ks:
+        report.probabilities = _check_probabilities(loss, report.loss, label_ks, n_samples, max_logit, seed)
     total = report.gradient_checks + report.skipped_near_kinks
     if report.skipped_near_kinks * 3 > total:
         raise AssertionError(f"{report.loss}: {report.skipped_near_kinks} of {total} samples have one-sided slopes "
                              "that disagree (kinks or jumps everywhere?)")
     report.max_relative_error = float(max_error)
     return report
+
+
+def _check_probabilities(loss, name, ks, n, max_logit, seed) -> str:
+    """The link of a loss: None for every k, or class probabilities (n, max(k, 2)); returns the report text."""
+    results = {}
+    for k in ks:
+        rng = np.random.default_rng([seed, k, 99])
+        outputs = rng.normal(0.0, 1.5, size=(n, k))
+        extreme = rng.choice([-max_logit, 0.0, max_logit], size=(n, k))
+        for where, logits in (("moderate logits", outputs), (f"logits up to +-{max_logit:g}", extreme)):
+            with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+                warnings.simplefilter("error", RuntimeWarning)
+                try:
+                    p = loss.probabilities(logits)
+                except Exception as err:  # noqa: BLE001
+                    raise AssertionError(f"{name}: probabilities at k={k}, {where}, raised "
+                                         f"{type(err).__name__}: {err}") from err
+            results.setdefault(k, p is None)
+            if (p is None) != results[k] or (p is None) != results[ks[0]]:
+                raise AssertionError(f"{name}: probabilities returns None for some outputs and arrays for "
+                                     "others; None means the loss has no probabilistic link at all")
+            if p is None:
+                continue
+            where = f"{name}: probabilities at k={k}, {where}"
+            if not isinstance(p, np.ndarray) or p.shape != (n, max(k, 2)):
+                raise AssertionError(f"{where}: must be an array of shape {(n, max(k, 2))} (one column per "
+                                     f"class, two for one sigmoid output), got {getattr(p, 'shape', type(p).__name__)}")
+            if not (np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all()):
+                raise AssertionError(f"{where}: entries must be finite probabilities in [0, 1], got {p}")
+            if not np.allclose(p.sum(axis=1), 1.0, rtol=0.0, atol=1e-9):
+                raise AssertionError(f"{where}: rows must sum to 1, got sums {p.sum(axis=1)}")
+            predicted = (logits[:, 0] > 0).astype(np.int64) if k == 1 else logits.argmax(axis=1)
+            if logits is outputs and not np.array_equal(p.argmax(axis=1), predicted):
+                raise AssertionError(f"{where}: the most probable class must be the outputs' prediction "
+                                     "(z > 0 for one output, else the largest output): accuracy and ECE "
+                                     "judge the same prediction")
+    if results[ks[0]]:
+        return "none: calibration not applicable"
+    return "checked, " + ", ".join(f"k={k}" for k in ks)
 
 
 def _example_targets(kind: str, rng: np.random.Generator, n: int, k: int) -> np.ndarray:

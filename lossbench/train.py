@@ -24,7 +24,7 @@ from typing import Callable
 
 import numpy as np
 
-from lossbench.metrics import classification_metrics, regression_metrics
+from lossbench.metrics import classification_metrics, gradient_diagnostics, regression_metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,20 +57,38 @@ def split_arrays(data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return present
 
 
+def link_probabilities(loss, outputs) -> np.ndarray | None:
+    """``loss.probabilities(outputs)``: the class probabilities of the loss's own link, or None.
+
+    None when the loss has no probabilistic link (hinge, l2_logits) or, being a user's class,
+    no ``probabilities`` method at all: calibration metrics are then "not applicable" (NaN).
+    """
+    method = getattr(loss, "probabilities", None)
+    return None if method is None else method(outputs)
+
+
 def evaluate(model, loss, splits: dict, task: str) -> dict[str, float]:
     """Loss and loss-independent metrics of ``model`` on every split, each a mean over the split.
 
     Returns ``{f"{split}_loss": ..., f"{split}_accuracy": ..., ...}``: the run's own loss without
-    regularisation, then accuracy, log loss, Brier score and ECE for classification, or MSE, MAE
-    and R² for regression.
+    regularisation, then accuracy, log loss, Brier score and ECE for classification (the last
+    three from the loss's own link, :func:`link_probabilities`; NaN without one), or MSE, MAE
+    and R² for regression. Classification adds, on the training split only, the gradient
+    diagnostics of :func:`lossbench.metrics.gradient_diagnostics` from the dlogits the loss
+    returns: ``train_dz_norm_correct``, ``train_dz_norm_wrong``, ``train_wrong_vanishing_frac``.
     """
-    metric_fn = classification_metrics if task == "classification" else regression_metrics
     row = {}
     for split, (X, y) in splits.items():
         outputs, _ = model.forward(X)
-        per_sample_loss, _ = loss(outputs, y)
+        per_sample_loss, dlogits = loss(outputs, y)
         row[f"{split}_loss"] = float(np.mean(per_sample_loss))
-        for name, value in metric_fn(outputs, y).items():
+        if task == "classification":
+            metrics = classification_metrics(outputs, y, probabilities=link_probabilities(loss, outputs))
+            if split == "train":
+                metrics.update(gradient_diagnostics(outputs, y, dlogits))
+        else:
+            metrics = regression_metrics(outputs, y)
+        for name, value in metrics.items():
             row[f"{split}_{name}"] = float(value)
     return row
 

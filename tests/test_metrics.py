@@ -13,13 +13,17 @@ from sklearn.metrics import (
     r2_score,
 )
 
+from lossbench.losses import Focal
 from lossbench.metrics import (
+    ECE_BINS,
     calibration_table,
     classification_metrics,
-    log_probabilities,
-    probabilities,
+    gradient_diagnostics,
     regression_metrics,
 )
+
+# the default link of the losses (sigmoid for k = 1, softmax for k >= 2); Focal serves both
+probabilities = Focal().probabilities
 
 N_OUTPUTS = {"sigmoid-k1": 1, "softmax-k2": 2, "softmax-k3": 3, "softmax-k10": 10}
 
@@ -39,7 +43,6 @@ def test_probabilities_match_scipy(k):
     else:
         expected = softmax(outputs, axis=1)
     np.testing.assert_allclose(probabilities(outputs), expected, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(np.exp(log_probabilities(outputs)), expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("k", N_OUTPUTS.values(), ids=N_OUTPUTS)
@@ -47,7 +50,7 @@ def test_classification_metrics_match_sklearn(k):
     outputs, labels = random_problem(k)
     p = probabilities(outputs)
     classes = np.arange(p.shape[1])
-    metrics = classification_metrics(outputs, labels)
+    metrics = classification_metrics(outputs, labels, probabilities=p)
     assert metrics["accuracy"] == pytest.approx(accuracy_score(labels, p.argmax(axis=1)), abs=0)
     assert metrics["log_loss"] == pytest.approx(log_loss(labels, p, labels=classes), rel=1e-12)
     if k <= 2:
@@ -62,13 +65,13 @@ def test_binary_one_sigmoid_output_equals_two_softmax_outputs():
     outputs, labels = random_problem(1)
     # softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]
     two_outputs = np.column_stack([np.zeros(len(outputs)), outputs[:, 0]])
-    one, two = classification_metrics(outputs, labels), classification_metrics(two_outputs, labels)
+    one = classification_metrics(outputs, labels, probabilities(outputs))
+    two = classification_metrics(two_outputs, labels, probabilities(two_outputs))
     assert one.keys() == two.keys()
     for name in one:
         assert one[name] == pytest.approx(two[name], rel=1e-12, abs=1e-15), name
-    pd.testing.assert_frame_equal(
-        calibration_table(outputs, labels), calibration_table(two_outputs, labels), rtol=1e-12
-    )
+    pd.testing.assert_frame_equal(calibration_table(probabilities(outputs), labels),
+                                  calibration_table(probabilities(two_outputs), labels), rtol=1e-12)
 
 
 @pytest.mark.parametrize("k", [1, 3], ids=["sigmoid-k1", "softmax-k3"])
@@ -77,14 +80,14 @@ def test_stable_for_logits_of_1e3(k):
     if k == 1:
         sign = np.where(labels == 1, 1.0, -1.0)[:, None]
         right, wrong = 1e3 * sign, -1e3 * sign
-        wrong_log_p = -1e3  # log sigmoid(-1e3)
+        wrong_log_p = -744.44007192138122  # sigmoid(-1e3) underflows: log of the smallest float64
     else:
         right = np.where(np.eye(3)[labels], 1e3, -1e3)
         wrong = np.where(np.eye(3)[(labels + 1) % 3], 1e3, -1e3)  # another class dominates
-        wrong_log_p = -2e3  # -1e3 - logsumexp(1e3, -1e3, -1e3) = -2e3 - log(1 + 2e-2000)
-    confident_right = classification_metrics(right, labels)
+        wrong_log_p = -744.44007192138122  # p = e^-2000 underflows to 0: log of the smallest float64
+    confident_right = classification_metrics(right, labels, probabilities(right))
     assert confident_right == pytest.approx({"accuracy": 1.0, "log_loss": 0.0, "brier": 0.0, "ece": 0.0})
-    confident_wrong = classification_metrics(wrong, labels)
+    confident_wrong = classification_metrics(wrong, labels, probabilities(wrong))
     assert confident_wrong["log_loss"] == pytest.approx(-wrong_log_p, rel=1e-12)  # finite, no log(0)
     assert confident_wrong["accuracy"] == 0.0 and confident_wrong["ece"] == pytest.approx(1.0)
     assert confident_wrong["brier"] == pytest.approx(1.0 if k == 1 else 2.0)
@@ -100,7 +103,7 @@ def test_ece_hand_computed():
     p1 = np.array([0.9, 0.78, 0.3, 0.55])
     logits = np.log(p1 / (1 - p1))[:, None]
     labels = np.array([1, 0, 0, 1])
-    assert classification_metrics(logits, labels)["ece"] == pytest.approx(0.4075, rel=1e-12)
+    assert classification_metrics(logits, labels, probabilities(logits))["ece"] == pytest.approx(0.4075, rel=1e-12)
 
 
 def test_ece_pools_samples_within_a_bin():
@@ -108,14 +111,14 @@ def test_ece_pools_samples_within_a_bin():
     # |acc - conf| = |0.5 - 0.91| = 0.41, weight 2/2
     p1 = np.array([0.9, 0.92])
     logits = np.log(p1 / (1 - p1))[:, None]
-    assert classification_metrics(logits, np.array([1, 0]))["ece"] == pytest.approx(0.41, rel=1e-12)
+    assert classification_metrics(logits, np.array([1, 0]), probabilities(logits))["ece"] == pytest.approx(0.41)
 
 
 def test_calibration_table():
     p1 = np.array([0.9, 0.75, 0.3, 0.55, 0.95])
     logits = np.log(p1 / (1 - p1))[:, None]
     labels = np.array([1, 0, 0, 1, 0])
-    table = calibration_table(logits, labels, n_bins=5)
+    table = calibration_table(probabilities(logits), labels, n_bins=5)
     assert list(table.columns) == ["bin", "lower", "upper", "count", "confidence", "accuracy"]
     np.testing.assert_allclose(table["lower"], [0.0, 0.2, 0.4, 0.6, 0.8])
     np.testing.assert_allclose(table["upper"], [0.2, 0.4, 0.6, 0.8, 1.0])
@@ -129,12 +132,12 @@ def test_calibration_table():
 
 def test_calibration_table_counts_every_sample():
     outputs, labels = random_problem(3, n=1000)
-    table = calibration_table(outputs, labels)
-    assert len(table) == 10 and table["count"].sum() == 1000
-    # ECE from a 15-bin table equals the metric
-    table15 = calibration_table(outputs, labels, n_bins=15).dropna()
-    ece = np.sum(table15["count"] / 1000 * np.abs(table15["accuracy"] - table15["confidence"]))
-    assert classification_metrics(outputs, labels)["ece"] == pytest.approx(ece, rel=1e-12)
+    table = calibration_table(probabilities(outputs), labels)
+    assert len(table) == ECE_BINS == 15 and table["count"].sum() == 1000
+    # one ECE: the default table's bins give the metric exactly
+    table = table.dropna()
+    ece = np.sum(table["count"] / 1000 * np.abs(table["accuracy"] - table["confidence"]))
+    assert classification_metrics(outputs, labels, probabilities(outputs))["ece"] == pytest.approx(ece, rel=1e-12)
 
 
 @pytest.mark.parametrize("n_targets", [1, 3])
@@ -167,9 +170,9 @@ def test_r2_of_constant_target_follows_sklearn():
 def test_non_finite_outputs_give_nan():
     outputs, labels = random_problem(3, n=20)
     outputs[3, 1] = np.nan
-    assert all(np.isnan(v) for v in classification_metrics(outputs, labels).values())
+    assert all(np.isnan(v) for v in classification_metrics(outputs, labels, probabilities(outputs)).values())
     assert all(np.isnan(v) for v in regression_metrics(outputs, outputs * 0).values())
-    assert calibration_table(outputs, labels)["count"].sum() == 19
+    assert calibration_table(probabilities(outputs), labels)["count"].sum() == 19
 
 
 @pytest.mark.parametrize(
@@ -181,3 +184,53 @@ def test_non_finite_outputs_give_nan():
 def test_bad_labels(labels, message):
     with pytest.raises(ValueError, match=message):
         classification_metrics(np.zeros((3, 3)), labels)
+
+
+def test_without_a_link_only_accuracy_is_computed():
+    outputs, labels = random_problem(3, n=50)
+    metrics = classification_metrics(outputs, labels)  # probabilities=None: not applicable
+    assert metrics["accuracy"] == pytest.approx(np.mean(outputs.argmax(axis=1) == labels), abs=0)
+    assert np.isnan(metrics["log_loss"]) and np.isnan(metrics["brier"]) and np.isnan(metrics["ece"])
+
+
+def test_accuracy_comes_from_the_outputs_and_the_rest_from_the_probabilities_given():
+    # one sigmoid output: z > 0 predicts class 1, whatever probabilities are passed
+    outputs = np.array([[2.0], [-1.0], [0.5], [-3.0]])
+    labels = np.array([1, 1, 0, 0])
+    p = np.array([[0.5, 0.5], [0.1, 0.9], [0.2, 0.8], [1.0, 0.0]])  # p_label: 0.5, 0.9, 0.2, 1.0
+    metrics = classification_metrics(outputs, labels, probabilities=p)
+    assert metrics["accuracy"] == 0.5
+    assert metrics["log_loss"] == pytest.approx(-np.mean(np.log([0.5, 0.9, 0.2, 1.0])), rel=1e-12)
+    assert metrics["brier"] == pytest.approx(np.mean([0.25, 0.01, 0.64, 0.0]), rel=1e-12)
+    with pytest.raises(ValueError, match="probabilities of shape"):
+        classification_metrics(outputs, labels, probabilities=p[:, :1])
+
+
+def test_gradient_diagnostics_by_hand():
+    # k = 3; predictions argmax: 0, 1, 2, 0; labels 0, 1, 0, 2 -> rows 0, 1 right; rows 2, 3 wrong
+    outputs = np.array([[3.0, 0, 0], [0, 2.0, 0], [0, 0, 1.0], [5.0, 0, 0]])
+    labels = np.array([0, 1, 0, 2])
+    dlogits = np.array([[3.0, 4.0, 0], [0, 0, 1.0], [0, 0.001, 0], [0, 2.0, 0]])  # norms 5, 1, 0.001, 2
+    diagnostics = gradient_diagnostics(outputs, labels, dlogits)
+    assert diagnostics["dz_norm_correct"] == pytest.approx(3.0)
+    assert diagnostics["dz_norm_wrong"] == pytest.approx(1.0005)
+    assert diagnostics["wrong_vanishing_frac"] == 0.5  # 0.001 < 1% of 5; 2 is not
+    everything_right = gradient_diagnostics(outputs[:2], labels[:2], dlogits[:2])
+    assert everything_right["dz_norm_correct"] == pytest.approx(3.0)
+    assert np.isnan(everything_right["dz_norm_wrong"]) and np.isnan(everything_right["wrong_vanishing_frac"])
+    outputs[0, 0] = np.inf
+    assert all(np.isnan(v) for v in gradient_diagnostics(outputs, labels, dlogits).values())
+
+
+def test_gradient_diagnostics_show_l2_vanishing_on_confident_mistakes_and_ce_not():
+    from lossbench.losses import L2, CrossEntropy
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=200)
+    outputs = rng.normal(size=(200, 3))
+    wrong = labels[:50]  # the first 50: confidently wrong (another class at +12)
+    outputs[np.arange(50), (wrong + 1) % 3] += 12.0
+    ce = gradient_diagnostics(outputs, labels, CrossEntropy()(outputs, labels)[1])
+    l2 = gradient_diagnostics(outputs, labels, L2()(outputs, labels)[1])
+    assert ce["wrong_vanishing_frac"] < 0.05  # CE: ||p - y|| ~ sqrt(2) on a confident mistake
+    assert l2["wrong_vanishing_frac"] > 0.3  # L2 on softmax: ~ e^-12 there

@@ -61,6 +61,8 @@ def test_check_loss_passes_every_shipped_loss(path):
     assert isinstance(report, LossCheckReport)
     assert len(report.accepted) + len(report.rejected) == 6  # 3 target kinds x k in (1, 3)
     assert report.gradient_checks > 0 and report.max_relative_error < 1e-6
+    expected = "none: calibration not applicable" if path.stem in ("hinge", "l2_logits") else "checked, k="
+    assert report.probabilities.startswith(expected)
 
 
 class ToyL2:
@@ -146,6 +148,68 @@ def test_check_loss_passes_the_correct_toy_and_reports_what_it_rejected():
     assert report.accepted == ["probabilities, k=1", "values, k=1", "probabilities, k=3", "values, k=3"]
     assert report.rejected == {"labels, k=1": "ToyL2 takes float targets only",
                                "labels, k=3": "ToyL2 takes float targets only"}
+
+
+class LabelCE:
+    """Softmax cross-entropy on class labels (k >= 2), with a link to break in the subclasses."""
+
+    def __call__(self, outputs, targets):
+        from lossbench.losses import CrossEntropy
+
+        if np.asarray(targets).dtype.kind != "i":
+            raise ValueError("LabelCE takes class labels only")
+        return CrossEntropy()(outputs, targets)
+
+    def probabilities(self, outputs):
+        from scipy.special import softmax
+
+        return softmax(np.asarray(outputs, dtype=np.float64), axis=1)
+
+
+class RowsDoNotSumToOne(LabelCE):
+    def probabilities(self, outputs):
+        return super().probabilities(outputs) * 0.9
+
+
+class ReversedLink(LabelCE):
+    def probabilities(self, outputs):
+        return super().probabilities(-np.asarray(outputs))
+
+
+class OneColumnForOneOutput(LabelCE):
+    def __call__(self, outputs, targets):  # bce: serves one output
+        from lossbench.losses import BCE
+
+        return BCE()(outputs, targets)
+
+    def probabilities(self, outputs):
+        return super().probabilities(outputs)  # softmax of one column: [1.0], not [1 - p, p]
+
+
+class NaiveSoftmaxLink(LabelCE):
+    def probabilities(self, outputs):
+        exp = np.exp(np.asarray(outputs, dtype=np.float64))  # overflows at 1e3
+        return exp / exp.sum(axis=1, keepdims=True)
+
+
+def test_check_loss_checks_a_link_and_accepts_a_loss_without_one():
+    report = check_loss(LabelCE(), n_outputs=(2, 3))
+    assert report.probabilities == "checked, k=2, k=3"
+    assert check_loss(ToyL2()).probabilities == "not provided: calibration not applicable"
+
+
+BROKEN_LINKS = [
+    (RowsDoNotSumToOne(), (3,), "rows must sum to 1"),
+    (ReversedLink(), (3,), "most probable class must be the outputs' prediction"),
+    (OneColumnForOneOutput(), (1,), r"shape \(6, 2\)"),
+    (NaiveSoftmaxLink(), (3,), "probabilities at k=3, logits up to .* raised FloatingPointError"),
+]
+
+
+@pytest.mark.parametrize("loss, ks, fragment", BROKEN_LINKS, ids=[type(loss).__name__ for loss, _, _ in BROKEN_LINKS])
+def test_check_loss_fails_a_broken_link_with_a_message(loss, ks, fragment):
+    with pytest.raises(AssertionError, match=fragment):
+        check_loss(loss, n_outputs=ks)
 
 
 BROKEN_LOSSES = [

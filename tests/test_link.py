@@ -1,0 +1,157 @@
+"""Each loss's own link (class probabilities) and what is built from it: metrics, calibration, curves."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+from scipy.special import expit, softmax
+
+import lossbench.conf
+from lossbench.losses import BCE, L2, CrossEntropy, Hinge
+
+CONF = Path(lossbench.conf.__file__).parent
+LOSS_FILES = sorted((CONF / "loss").glob("*.yaml"))
+LOSS_IDS = [path.stem for path in LOSS_FILES]
+#: the shipped losses without a probabilistic link
+NO_LINK = {"hinge", "l2_logits"}
+
+
+def load_loss(path):
+    return instantiate(OmegaConf.load(path))
+
+
+@pytest.mark.parametrize("path", LOSS_FILES, ids=LOSS_IDS)
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
+def test_every_loss_gives_class_probabilities_or_says_it_has_none(path, k):
+    loss = load_loss(path)
+    rng = np.random.default_rng(k)
+    outputs = rng.normal(0.0, 3.0, size=(50, k))
+    p = loss.probabilities(outputs)
+    if path.stem in NO_LINK:
+        assert p is None
+        return
+    assert p.shape == (50, max(k, 2)) and p.dtype == np.float64
+    assert np.all(p >= 0) and np.all(p <= 1)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+    # the top label of the probabilities is the prediction accuracy is computed from
+    predicted = (outputs[:, 0] > 0).astype(int) if k == 1 else outputs.argmax(axis=1)
+    np.testing.assert_array_equal(p.argmax(axis=1), predicted)
+    # finite and quiet for logits up to +-1e3, float32 too
+    extreme = rng.choice([-1e3, 1e3, 0.0], size=(20, k))
+    for dtype in (np.float64, np.float32):
+        with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+            warnings.simplefilter("error")
+            q = loss.probabilities(extreme.astype(dtype))
+        assert np.isfinite(q).all() and q.dtype == np.float64
+        np.testing.assert_allclose(q.sum(axis=1), 1.0, rtol=1e-14)
+
+
+@pytest.mark.parametrize("path", [p for p in LOSS_FILES if p.stem not in NO_LINK | {"bce"}],
+                         ids=[p.stem for p in LOSS_FILES if p.stem not in NO_LINK | {"bce"}])
+def test_the_default_link_is_the_sigmoid_for_one_output_and_the_softmax_for_more(path):
+    loss = load_loss(path)
+    z = np.random.default_rng(0).normal(0.0, 2.0, size=(30, 4))
+    np.testing.assert_allclose(loss.probabilities(z[:, :1]), np.column_stack([expit(-z[:, 0]), expit(z[:, 0])]),
+                               rtol=1e-13)
+    np.testing.assert_allclose(loss.probabilities(z), softmax(z, axis=1), rtol=1e-13)
+
+
+def test_bce_with_k_outputs_normalises_its_independent_sigmoids():
+    z = np.random.default_rng(1).normal(0.0, 2.0, size=(30, 4))
+    sigmoids = expit(z)
+    np.testing.assert_allclose(BCE().probabilities(z), sigmoids / sigmoids.sum(axis=1, keepdims=True), rtol=1e-13)
+    np.testing.assert_allclose(BCE().probabilities(z[:, :1]), np.column_stack([expit(-z[:, 0]), expit(z[:, 0])]),
+                               rtol=1e-13)
+    # and it is not the softmax: all logits very negative -> sigmoids e^z, normalised = softmax;
+    # all very positive -> sigmoids ~ 1, normalised ~ uniform while the softmax is not
+    big = np.array([[30.0, 32.0, 34.0]])
+    np.testing.assert_allclose(BCE().probabilities(big), [[1 / 3, 1 / 3, 1 / 3]], rtol=1e-12)
+    assert softmax(big, axis=1)[0, 2] > 0.8
+
+
+def test_non_finite_outputs_give_nan_rows_quietly():
+    z = np.array([[np.nan, 0.0, 1.0], [1.0, 2.0, 3.0]])
+    for loss in (CrossEntropy(), BCE()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            p = loss.probabilities(z)
+        assert np.isnan(p[0]).all() and np.isfinite(p[1]).all()
+
+
+def test_evaluation_scores_each_loss_through_its_own_link():
+    from lossbench.train import evaluate
+
+    class Fixed:
+        """A 'model' with fixed outputs."""
+
+        def __init__(self, outputs):
+            self.outputs = outputs
+
+        def forward(self, X):
+            return self.outputs, None
+
+    rng = np.random.default_rng(0)
+    outputs = rng.normal(0.0, 2.0, size=(40, 3))
+    labels = rng.integers(0, 3, size=40)
+    splits = {"train": (None, labels)}
+    from lossbench.metrics import classification_metrics
+
+    for loss in (CrossEntropy(), BCE(), L2()):
+        row = evaluate(Fixed(outputs), loss, splits, "classification")
+        expected = classification_metrics(outputs, labels, loss.probabilities(outputs))
+        for name, value in expected.items():
+            assert row[f"train_{name}"] == pytest.approx(value, rel=1e-12)
+    bce, ce = (evaluate(Fixed(outputs), loss, splits, "classification") for loss in (BCE(), CrossEntropy()))
+    assert bce["train_ece"] != pytest.approx(ce["train_ece"])  # BCE is not scored through a softmax
+    for loss in (Hinge(), L2(on_logits=True)):
+        row = evaluate(Fixed(outputs), loss, splits, "classification")
+        assert np.isnan(row["train_ece"]) and np.isnan(row["train_log_loss"]) and np.isnan(row["train_brier"])
+        assert row["train_accuracy"] == pytest.approx(np.mean(outputs.argmax(axis=1) == labels))
+
+    class NoLink:  # a user loss without a probabilities method: calibration not applicable
+        def __call__(self, outputs, targets):
+            return CrossEntropy()(outputs, targets)
+
+    row = evaluate(Fixed(outputs), NoLink(), splits, "classification")
+    assert np.isnan(row["train_ece"]) and np.isfinite(row["train_accuracy"])
+    assert {"train_dz_norm_correct", "train_dz_norm_wrong", "train_wrong_vanishing_frac"} <= set(row)
+
+
+def test_diagnostics_are_recorded_every_epoch_on_the_training_split_only(compose_cfg):
+    from lossbench.build import build
+
+    built = build(*compose_cfg("trainer.epochs=2", "optimizer=gd"))
+    records = built.train().records
+    for record in records:
+        assert {"train_dz_norm_correct", "train_dz_norm_wrong", "train_wrong_vanishing_frac"} <= set(record)
+        assert not any(key.startswith(("val_dz", "test_dz", "val_wrong", "test_wrong")) for key in record)
+    # recompute the last epoch's values from the model and the loss
+    from lossbench.metrics import gradient_diagnostics
+
+    outputs, _ = built.model.forward(built.data.X_train)
+    _, dlogits = built.loss(outputs, built.data.y_train)
+    expected = gradient_diagnostics(outputs, built.data.y_train, dlogits)
+    for name, value in expected.items():
+        np.testing.assert_equal(records[-1][f"train_{name}"], value)
+
+
+def test_calibration_csv_has_the_ece_bins_and_counts_and_is_absent_without_a_link(compose_cfg, tmp_path):
+    from lossbench.build import build
+    from lossbench.metrics import ECE_BINS
+
+    built = build(*compose_cfg("trainer.epochs=2", "loss=bce"))
+    result = built.train()
+    assert built.write_calibration(tmp_path / "calibration.csv")
+    table = pd.read_csv(tmp_path / "calibration.csv")
+    assert list(table.columns) == ["split", "bin", "lower", "upper", "count", "confidence", "accuracy"]
+    assert len(table) == ECE_BINS and table["count"].sum() == len(built.data.y_test)
+    used = table.dropna()
+    ece = np.sum(used["count"] / used["count"].sum() * np.abs(used["accuracy"] - used["confidence"]))
+    assert ece == pytest.approx(result.records[-1]["test_ece"], rel=1e-12)  # the same ECE as metrics.csv
+    hinge = build(*compose_cfg("trainer.epochs=1", "loss=hinge"))
+    hinge.train()
+    assert not hinge.write_calibration(tmp_path / "hinge.csv") and not (tmp_path / "hinge.csv").exists()
