@@ -155,3 +155,24 @@ def test_calibration_csv_has_the_ece_bins_and_counts_and_is_absent_without_a_lin
     hinge = build(*compose_cfg("trainer.epochs=1", "loss=hinge"))
     hinge.train()
     assert not hinge.write_calibration(tmp_path / "hinge.csv") and not (tmp_path / "hinge.csv").exists()
+
+
+@pytest.mark.parametrize("path", [p for p in LOSS_FILES if p.stem in ("ce", "l2", "bce", "focal", "hinge")],
+                         ids=["bce", "ce", "focal", "hinge", "l2"])
+def test_diagnostics_equal_those_of_finite_difference_gradients(path):
+    """The norms come from the loss's dlogits: the same numbers from central differences of each sample's loss."""
+    from lossbench.metrics import gradient_diagnostics
+    from lossbench.testing import numerical_gradient
+
+    loss = load_loss(path)
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 3, size=12)
+    outputs = rng.normal(0.0, 2.0, size=(12, 3))
+    outputs[:4, 0] += 8.0  # some confident predictions, right and wrong
+    jacobian = numerical_gradient(lambda z: loss(z, labels)[0], outputs)  # (n, n, k)
+    numerical = jacobian[np.arange(12), np.arange(12)]  # d loss_i / d outputs_i
+    analytic = gradient_diagnostics(outputs, labels, loss(outputs, labels)[1])
+    by_differences = gradient_diagnostics(outputs, labels, numerical)
+    for name, value in analytic.items():
+        assert value == pytest.approx(by_differences[name], rel=1e-6, abs=1e-9), name
+    assert 0 < analytic["dz_norm_wrong"] and np.isfinite(analytic["dz_norm_correct"])
