@@ -142,6 +142,7 @@ class Built:
     optimizer: object
     schedule: object
     shuffle_rng: np.random.Generator
+    n_outputs: int = 0  # k, the model's number of outputs
 
     def train(self, on_epoch=None):
         """Run :func:`lossbench.train.train` with the trainer settings of the config."""
@@ -152,6 +153,20 @@ class Built:
                      epochs=int(trainer.epochs), grad_clip=float(trainer.grad_clip),
                      divergence_factor=float(trainer.divergence_factor), rng=self.shuffle_rng,
                      on_epoch=on_epoch)
+
+    def write_gradient_curves(self, path: Path) -> None:
+        """Write ``gradients.csv``: the run's loss and dloss/dz along one logit, as data for the report.
+
+        Columns k, target, z, loss, dloss_dz (see :func:`lossbench.metrics.gradient_curves`): for
+        classification k = 1 and the run's k when >= 2, target 1/0 (the varied logit's class is /
+        is not the label); for regression the run's k with target 0. The report reads this file
+        and never instantiates a loss from a run folder.
+        """
+        from lossbench.metrics import gradient_curves
+        from lossbench.records import atomic_write_text
+
+        table = gradient_curves(self.loss, self.data.task, self.n_outputs)
+        atomic_write_text(path, table.to_csv(index=False))
 
     def write_calibration(self, path: Path) -> bool:
         """Write ``calibration.csv``: the reliability table of the final model, through the loss's link.
@@ -251,4 +266,4 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
         raise ConfigError(f"schedule={choices.get('schedule', '?')}: schedule.min_lr={min_lr} must be below "
                           f"optimizer.lr={optimizer.lr} (the schedule decays from lr to min_lr)")
     return Built(cfg=cfg, data=data, model=model, loss=loss, optimizer=optimizer, schedule=schedule,
-                 shuffle_rng=np.random.default_rng(shuffle_seed))
+                 shuffle_rng=np.random.default_rng(shuffle_seed), n_outputs=n_outputs)

@@ -161,6 +161,54 @@ def gradient_diagnostics(outputs, labels, dlogits) -> dict[str, float]:
     return result
 
 
+GRADIENT_CURVE_Z = np.linspace(-10.0, 10.0, 201)  # the varied logit of gradients.csv, step 0.1
+
+
+def gradient_curves(loss, task: str, n_outputs: int) -> pd.DataFrame:
+    """The per-sample loss and its derivative along one logit: the data of the gradient figure.
+
+    Columns ``k`` (number of outputs), ``target``, ``z``, ``loss``, ``dloss_dz``. The first
+    output is set to each ``z`` of :data:`GRADIENT_CURVE_Z` (201 points in [-10, 10]), every other
+    output to 0, and the real ``loss`` is evaluated there: ``loss`` is the per-sample loss and
+    ``dloss_dz`` the first column of its dlogits.
+
+    - classification: for k = 1 (if the loss serves one output) and for k = ``n_outputs`` when it
+      is >= 2. ``target = 1``: the varied logit's class is the label (class 1 for k = 1, class 0
+      for k >= 2); ``target = 0``: it is not (class 0 for k = 1, class 1 for k >= 2). At k >= 2
+      the softmax Jacobian and the 1/k of losses averaged over the outputs (L2, BCE) show.
+    - regression: k = ``n_outputs``, regression target 0 in every column, ``target = 0``, so
+      ``z`` is the residual of the first output.
+
+    A k the loss refuses (ValueError, e.g. ce with one output) is left out.
+    """
+    z = GRADIENT_CURVE_Z
+    n = len(z)
+    settings = []
+    if task == "classification":
+        for k in sorted({1, n_outputs} if n_outputs >= 2 else {1}):
+            for target in (1, 0):
+                label = (1 if target else 0) if k == 1 else (0 if target else 1)
+                settings.append((k, target, np.full(n, label, dtype=np.int64)))
+    else:
+        settings.append((n_outputs, 0, np.zeros((n, n_outputs))))
+    frames = []
+    for k, target, targets in settings:
+        outputs = np.zeros((n, k))
+        outputs[:, 0] = z
+        try:
+            per_sample_loss, dlogits = loss(outputs, targets)
+        except ValueError:
+            continue
+        frames.append(pd.DataFrame({"k": k, "target": target, "z": z,
+                                    "loss": np.asarray(per_sample_loss, dtype=np.float64),
+                                    "dloss_dz": np.asarray(dlogits, dtype=np.float64)[:, 0]}))
+    if not frames:
+        return pd.DataFrame({name: pd.Series(dtype=dtype) for name, dtype in
+                             (("k", "int64"), ("target", "int64"), ("z", "float64"), ("loss", "float64"),
+                              ("dloss_dz", "float64"))})
+    return pd.concat(frames, ignore_index=True)
+
+
 def regression_metrics(outputs, targets) -> dict[str, float]:
     """MSE, MAE and R² of outputs (n, k) against targets (n, k) (or (n,) when k = 1).
 

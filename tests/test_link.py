@@ -176,3 +176,73 @@ def test_diagnostics_equal_those_of_finite_difference_gradients(path):
     for name, value in analytic.items():
         assert value == pytest.approx(by_differences[name], rel=1e-6, abs=1e-9), name
     assert 0 < analytic["dz_norm_wrong"] and np.isfinite(analytic["dz_norm_correct"])
+
+
+# ---------------------------------------------------------------------------------------------
+# gradients.csv: the loss along one logit, as data
+
+
+@pytest.mark.parametrize("path", LOSS_FILES, ids=LOSS_IDS)
+def test_gradient_curves_are_the_loss_and_its_derivative_along_one_logit(path):
+    from lossbench.metrics import GRADIENT_CURVE_Z, gradient_curves
+    from lossbench.testing import numerical_gradient
+
+    loss = load_loss(path)
+    table = gradient_curves(loss, "classification", 10)
+    assert list(table.columns) == ["k", "target", "z", "loss", "dloss_dz"]
+    expected_ks = [10] if path.stem in ("ce", "kl") else [1, 10]  # softmax losses need k >= 2
+    assert sorted(table["k"].unique()) == expected_ks
+    for (k, target), curve in table.groupby(["k", "target"]):
+        np.testing.assert_array_equal(curve["z"], GRADIENT_CURVE_Z)
+        assert len(curve) == 201 and np.isfinite(curve[["loss", "dloss_dz"]]).all().all()
+        label = (1 if target else 0) if k == 1 else (0 if target else 1)
+        labels = np.full(1, label)
+
+        def loss_at(z, k=k, labels=labels):
+            outputs = np.zeros((1, k))
+            outputs[0, 0] = z[0]
+            return loss(outputs, labels)[0][0]
+
+        # central differences, away from the kinks of hinge (z = +-1); float64 differences resolve
+        # a slope to about 1e-16 |loss| / step
+        for row in (27, 85, 101, 125, 166):  # z = -7.3, -1.5, 0.1, 2.5, 6.6
+            value = curve["loss"].iloc[row]
+            assert value == loss_at(np.array([GRADIENT_CURVE_Z[row]]))
+            slope = numerical_gradient(loss_at, np.array([GRADIENT_CURVE_Z[row]]))[0]
+            assert curve["dloss_dz"].iloc[row] == pytest.approx(slope, rel=1e-6, abs=1e-8 * max(1.0, value))
+
+
+def test_gradient_curves_show_the_softmax_jacobian_and_the_one_over_k_of_averaged_losses():
+    from lossbench.metrics import GRADIENT_CURVE_Z, gradient_curves
+
+    z = GRADIENT_CURVE_Z
+    bce = gradient_curves(BCE(), "classification", 10)
+    wrong = bce[(bce["k"] == 10) & (bce["target"] == 0)]["dloss_dz"].to_numpy()
+    np.testing.assert_allclose(wrong, expit(z) / 10, rtol=1e-12)  # (sigma - t) / k with t = 0
+    one = bce[(bce["k"] == 1) & (bce["target"] == 0)]["dloss_dz"].to_numpy()
+    np.testing.assert_allclose(one, expit(z), rtol=1e-12)
+    ce = gradient_curves(CrossEntropy(), "classification", 10)
+    right = ce[ce["target"] == 1]["dloss_dz"].to_numpy()
+    p = np.exp(z) / (np.exp(z) + 9)  # softmax with the 9 other logits at 0
+    np.testing.assert_allclose(right, p - 1, rtol=1e-12)
+
+
+def test_gradient_curves_of_a_regression_loss_use_the_run_k_and_target_zero():
+    from lossbench.losses import Huber
+    from lossbench.metrics import GRADIENT_CURVE_Z, gradient_curves
+
+    table = gradient_curves(Huber(delta=1.0), "regression", 2)
+    assert set(table["k"]) == {2} and set(table["target"]) == {0} and len(table) == 201
+    np.testing.assert_allclose(table["dloss_dz"], np.clip(GRADIENT_CURVE_Z, -1, 1) / 2, rtol=1e-12)
+
+
+def test_built_writes_gradients_csv(compose_cfg, tmp_path):
+    from lossbench.build import build
+    from lossbench.metrics import gradient_curves
+
+    built = build(*compose_cfg("dataset=digits", "loss=l2"))
+    assert built.n_outputs == 10
+    built.write_gradient_curves(tmp_path / "gradients.csv")
+    table = pd.read_csv(tmp_path / "gradients.csv")
+    pd.testing.assert_frame_equal(table, gradient_curves(built.loss, "classification", 10), check_exact=True)
+    assert sorted(set(table["k"])) == [1, 10]
