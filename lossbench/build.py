@@ -144,15 +144,22 @@ class Built:
     shuffle_rng: np.random.Generator
     n_outputs: int = 0  # k, the model's number of outputs
 
-    def train(self, on_epoch=None):
-        """Run :func:`lossbench.train.train` with the trainer settings of the config."""
+    def train(self, on_epoch=None, checkpoint: Path | None = None, eval_epochs=None):
+        """Run :func:`lossbench.train.train` with the trainer settings of the config.
+
+        ``checkpoint``: the run folder to checkpoint into and resume from (matched by
+        :func:`config_hash` of this config); ``eval_epochs``: evaluate only those epochs (plus 0
+        and the last), for tuning runs. See :func:`lossbench.train.train`.
+        """
         from lossbench.train import train
 
         trainer = self.cfg.trainer
         return train(self.model, self.loss, self.optimizer, self.schedule, self.data,
                      epochs=int(trainer.epochs), grad_clip=float(trainer.grad_clip),
                      divergence_factor=float(trainer.divergence_factor), rng=self.shuffle_rng,
-                     on_epoch=on_epoch)
+                     on_epoch=on_epoch, checkpoint=checkpoint,
+                     config_hash=config_hash(self.cfg) if checkpoint is not None else None,
+                     eval_epochs=eval_epochs)
 
     def write_gradient_curves(self, path: Path) -> None:
         """Write ``gradients.csv``: the run's loss and dloss/dz along one logit, as data for the report.

@@ -6,6 +6,7 @@ Interface (shared by all optimizers)::
     opt.step(params, grads)    # dicts name -> ndarray; params are updated IN PLACE
     opt.lr                     # public; the trainer rewrites it for learning-rate schedules
     opt.batch_size             # None = full batch; read by the trainer, unused here
+    opt.state_dict()           # the state as arrays only; opt.load_state_dict(state) restores it
 
 Each update rule equals the documented algorithm of the ``torch.optim`` class of the same name,
 step for step (same defaults where a key is omitted). ``weight_decay`` is coupled L2,
@@ -137,6 +138,61 @@ class _Optimizer:
         for buffer_name, flat in self._flat_state.items():
             for name, view in zip(self._names, views(flat)):
                 self.state[name][buffer_name] = view
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The optimizer's state as arrays only (``numpy.savez`` / ``load(allow_pickle=False)`` safe).
+
+        Keys: ``step_count`` (0-d int64); after the first step also ``param_names`` (unicode (P,)),
+        ``dtype`` (0-d unicode), ``shape/<param>`` (int64 (ndim,)) and ``buffer/<state name>``
+        (the flat buffer over all parameters, e.g. ``buffer/exp_avg``). Hyperparameters and
+        ``lr`` are not state: they come from the config (the trainer sets ``lr`` every epoch).
+        The arrays are copies.
+        """
+        state = {"step_count": np.array(self.step_count, dtype=np.int64)}
+        if self._names is not None:
+            state["param_names"] = np.array(self._names, dtype=str)
+            state["dtype"] = np.array(self._flat_grad.dtype.name)
+            for name, shape in zip(self._names, self._shapes):
+                state[f"shape/{name}"] = np.array(shape, dtype=np.int64)
+            for buffer_name, flat in self._flat_state.items():
+                state[f"buffer/{buffer_name}"] = flat.copy()
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Restore the state of :meth:`state_dict` (copies the arrays); ValueError if it does not fit.
+
+        The next ``step`` continues exactly where the saved optimizer would have: same step count,
+        same buffers, bit for bit.
+        """
+        try:
+            step_count = int(state["step_count"])
+            if "param_names" not in state:
+                names, shapes, flat_state, dtype = None, [], {}, None
+            else:
+                names = [str(name) for name in state["param_names"]]
+                shapes = [tuple(int(d) for d in state[f"shape/{name}"]) for name in names]
+                dtype = np.dtype(str(state["dtype"]))
+                flat_state = {key[len("buffer/"):]: np.array(value) for key, value in state.items()
+                              if key.startswith("buffer/")}
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"not a {type(self).__name__} state: {err}") from None
+        if step_count < 0 or (names is None) != (step_count == 0):
+            raise ValueError(f"{type(self).__name__} state: step_count={step_count} does not fit the buffers")
+        if names is not None:
+            total = sum(math.prod(shape) for shape in shapes)
+            if set(flat_state) != set(self.state_names) or any(
+                    flat.shape != (total,) or flat.dtype != dtype for flat in flat_state.values()):
+                raise ValueError(f"{type(self).__name__} state: buffers {sorted(flat_state)} do not fit "
+                                 f"{list(self.state_names)} of {total} {dtype} values")
+        self.step_count = step_count
+        self._names = names
+        self._flat_state = flat_state
+        self.state = {}
+        if names is not None:
+            self._shapes = shapes
+            self._flat_grad = np.empty(total, dtype=dtype)
+            self._flat_out = np.empty(total, dtype=dtype)
+            self._make_views()
 
     def __getstate__(self):
         # copy/pickle the flat buffers only: a copied view would no longer alias its buffer

@@ -1,8 +1,9 @@
-"""The training loop: batches, per-epoch evaluation, divergence.
+"""The training loop: batches, per-epoch evaluation, divergence, checkpoints.
 
 ``train`` takes built components (model, loss, optimizer, schedule, data) and returns the
-per-evaluation records; it writes no files and knows nothing of Hydra, so it can be called from a
-notebook or a benchmark exactly as the runner calls it.
+per-evaluation records; it writes no files except an optional checkpoint (see
+:mod:`lossbench.checkpoint`) and knows nothing of Hydra, so it can be called from a notebook or a
+benchmark exactly as the runner calls it.
 
 One training step on a batch ``(X_b, y_b)`` of size ``n_b``::
 
@@ -20,15 +21,20 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from lossbench.checkpoint import TrainingState, load_checkpoint, save_checkpoint, supports_checkpoints
 from lossbench.metrics import classification_metrics, gradient_diagnostics, regression_metrics
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
+#: at most one checkpoint per this many seconds of wall time (the first one after as long), so a
+#: run shorter than that never writes one
+CHECKPOINT_INTERVAL_S = 2.0
 
 
 @dataclass
@@ -37,7 +43,12 @@ class TrainResult:
 
     ``records`` holds one dict per evaluation (epoch 0 is the initial model); ``status`` is
     ``completed`` or ``diverged``; ``message`` says why a run diverged; ``stop_epoch`` is the last
-    evaluated epoch; ``train_time_s`` the cumulative training time without evaluation.
+    evaluated epoch; ``train_time_s`` the cumulative training time without evaluation (of every
+    attempt, when resumed); ``resumed_from_epoch`` the checkpoint's epoch the run continued from
+    (0: trained from the start). ``collapsed_to_chance`` is True when a completed run's final
+    training metric fell to chance after being above it (:func:`collapse_message`), which a
+    bounded loss (L2, L1 on probabilities) can do without ever tripping the divergence test;
+    ``collapse_message`` then says so in words.
     """
 
     records: list[dict] = field(default_factory=list)
@@ -45,6 +56,9 @@ class TrainResult:
     message: str | None = None
     stop_epoch: int = 0
     train_time_s: float = 0.0
+    resumed_from_epoch: int = 0
+    collapsed_to_chance: bool = False
+    collapse_message: str | None = None
 
 
 def split_arrays(data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -103,9 +117,46 @@ def params_finite(params: dict[str, np.ndarray]) -> bool:
     return all(np.isfinite(p).all() for p in params.values())
 
 
+def evaluation_epochs(eval_epochs, epochs: int) -> set[int] | None:
+    """The epochs to evaluate: None (every epoch) or the given epochs plus 0 and ``epochs``; ValueError if out of range."""
+    if eval_epochs is None:
+        return None
+    chosen = set()
+    for epoch in eval_epochs:
+        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or not 0 <= epoch <= epochs:
+            raise ValueError(f"eval_epochs must hold integers in [0, {epochs}], got {epoch!r}")
+        chosen.add(int(epoch))
+    return chosen | {0, epochs}
+
+
+def collapse_message(records: list[dict], task: str, chance: float) -> str | None:
+    """Say so when the final training metric is at or below chance after having been above it.
+
+    Classification: ``train_accuracy`` against ``chance`` = the majority-class rate of the
+    training labels (what a constant prediction achieves); regression: ``train_r2`` against 0
+    (predicting the training mean). None when the run did not collapse.
+    """
+    key, level, what = (("train_accuracy", chance, f"chance ({chance:.4g}, the majority-class rate)")
+                        if task == "classification" else ("train_r2", 0.0, "chance (R² 0, the mean's)"))
+    values = [record.get(key, math.nan) for record in records]
+    final = values[-1] if values else math.nan
+    tolerance = 1e-12  # accuracies are counts / n: equal rates may differ by rounding
+    if not math.isfinite(final) or final > level + tolerance:
+        return None
+    earlier = [(value, record["epoch"]) for value, record in zip(values[:-1], records[:-1])
+               if math.isfinite(value) and value > level + tolerance]
+    if not earlier:
+        return None
+    best, best_epoch = max(earlier)
+    return (f"{key} fell to {what}: {final:.4g} at epoch {records[-1]['epoch']}, after {best:.4g} at "
+            f"epoch {best_epoch}")
+
+
 def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: float,
           divergence_factor: float, rng: np.random.Generator,
-          on_epoch: Callable[[dict], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[dict], None] | None = None, checkpoint: Path | str | None = None,
+          config_hash: str | None = None, eval_epochs=None,
+          checkpoint_interval_s: float = CHECKPOINT_INTERVAL_S) -> TrainResult:
     """Train ``model`` (already built) on ``data.X_train`` and evaluate after every epoch.
 
     Batches come from ``optimizer.batch_size`` (``None``: the full training split, no shuffling);
@@ -116,10 +167,25 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
     A run diverges (``status="diverged"``, records kept up to that point) when a batch loss, the
     training loss or a parameter becomes non-finite, or when the training loss exceeds
     ``divergence_factor`` times its initial value (``divergence_factor=0`` disables that test).
+    A completed run whose training metric fell to chance is flagged (``collapsed_to_chance``).
 
     Each record holds ``epoch``, ``step``, ``time_s``, ``lr``, ``grad_norm`` (mean over the epoch's
     steps of the pre-clipping batch-gradient norm; at epoch 0 the full-batch gradient norm at
     initialisation) and the metrics of :func:`evaluate`.
+
+    ``eval_epochs`` (a set of epochs, e.g. log-spaced, for tuning runs): evaluate and record only
+    those epochs, plus 0 and the last; None evaluates every epoch. The training itself, and so the
+    final parameters, do not depend on it; the loss-factor divergence test runs at evaluations.
+
+    ``checkpoint`` (the run folder, or None): at the end of an epoch, at most every
+    ``checkpoint_interval_s`` seconds of wall time (the first time after as long, so short runs
+    write nothing) and never after the last epoch, save the full state (parameters, optimizer
+    state, ``rng`` state, records, step, epoch) as ``checkpoint.npz`` + ``checkpoint.json`` in that
+    folder; when a checkpoint with the same ``config_hash`` (and epochs, eval_epochs) is there
+    at the start, continue from it (``resumed_from_epoch``). The resumed run's records and
+    parameters equal an uninterrupted run's exactly, except ``time_s``. The caller deletes the
+    checkpoint when the run's files are written (:func:`lossbench.checkpoint.remove_checkpoint`).
+    An optimizer without ``state_dict``/``load_state_dict`` is trained without checkpoints.
     """
     splits = split_arrays(data)
     X_train, y_train = splits["train"]
@@ -127,19 +193,33 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
     batch_size = optimizer.batch_size or n_train
     batch_size = min(batch_size, n_train)
     base_lr = optimizer.lr
+    chosen_epochs = evaluation_epochs(eval_epochs, epochs)
     result = TrainResult()
+    if checkpoint is not None and not supports_checkpoints(optimizer):
+        log.info("%s has no state_dict/load_state_dict: training without checkpoints", type(optimizer).__name__)
+        checkpoint = None
+    checkpoint_keys = {"config_hash": config_hash, "epochs": epochs, "eval_epochs": chosen_epochs,
+                       "model": model, "optimizer": optimizer, "rng": rng}
+    resumed = None if checkpoint is None else load_checkpoint(checkpoint, **checkpoint_keys)
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        outputs, cache = model.forward(X_train)
-        _, dlogits = loss(outputs, y_train)
-        initial_grad_norm = global_norm(model.backward(cache, dlogits / n_train))
-        del outputs, cache, dlogits
-        first = {"epoch": 0, "step": 0, "time_s": 0.0, "lr": base_lr, "grad_norm": initial_grad_norm}
-        first.update(evaluate(model, loss, splits, data.task))
-        result.records.append(first)
-        if on_epoch:
-            on_epoch(first)
-        initial_loss = first["train_loss"]
+        if resumed is None:
+            outputs, cache = model.forward(X_train)
+            _, dlogits = loss(outputs, y_train)
+            initial_grad_norm = global_norm(model.backward(cache, dlogits / n_train))
+            del outputs, cache, dlogits
+            first = {"epoch": 0, "step": 0, "time_s": 0.0, "lr": base_lr, "grad_norm": initial_grad_norm}
+            first.update(evaluate(model, loss, splits, data.task))
+            result.records.append(first)
+            if on_epoch:
+                on_epoch(first)
+            start_epoch, step, train_time = 1, 0, 0.0
+        else:
+            result.records = resumed.records
+            result.resumed_from_epoch = resumed.epoch
+            start_epoch, step, train_time = resumed.epoch + 1, resumed.step, resumed.train_time_s
+            result.stop_epoch = result.records[-1]["epoch"]
+        initial_loss = result.records[0]["train_loss"]
         if not math.isfinite(initial_loss):
             result.status, result.message = "diverged", "the initial training loss is not finite"
             return result
@@ -151,9 +231,8 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
         if shuffle:
             X_buffer = np.empty((batch_size, *X_train.shape[1:]), dtype=X_train.dtype)
             y_buffer = np.empty((batch_size, *y_train.shape[1:]), dtype=y_train.dtype)
-        step = 0
-        train_time = 0.0
-        for epoch in range(1, epochs + 1):
+        last_save = time.monotonic()
+        for epoch in range(start_epoch, epochs + 1):
             lr = schedule(epoch, base_lr, epochs)
             optimizer.lr = lr
             tic = time.perf_counter()
@@ -195,21 +274,36 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
             if diverged_message is not None:
                 result.status, result.message = "diverged", diverged_message
                 break
-            record = {"epoch": epoch, "step": step, "time_s": train_time, "lr": lr,
-                      "grad_norm": norm_sum / max(n_steps, 1)}
-            record.update(evaluate(model, loss, splits, data.task))
-            result.records.append(record)
-            result.stop_epoch = epoch
-            if on_epoch:
-                on_epoch(record)
-            train_loss = record["train_loss"]
-            if not math.isfinite(train_loss):
-                result.status, result.message = "diverged", f"the training loss became {train_loss} in epoch {epoch}"
-                break
-            if divergence_factor > 0 and train_loss > divergence_factor * max(initial_loss, 1e-12):
-                result.status = "diverged"
-                result.message = (f"the training loss {train_loss:.4g} exceeded {divergence_factor:g} x its "
-                                  f"initial value {initial_loss:.4g} in epoch {epoch}")
-                break
+            if chosen_epochs is None or epoch in chosen_epochs:
+                record = {"epoch": epoch, "step": step, "time_s": train_time, "lr": lr,
+                          "grad_norm": norm_sum / max(n_steps, 1)}
+                record.update(evaluate(model, loss, splits, data.task))
+                result.records.append(record)
+                result.stop_epoch = epoch
+                if on_epoch:
+                    on_epoch(record)
+                train_loss = record["train_loss"]
+                if not math.isfinite(train_loss):
+                    result.status, result.message = "diverged", f"the training loss became {train_loss} in epoch {epoch}"
+                    break
+                if divergence_factor > 0 and train_loss > divergence_factor * max(initial_loss, 1e-12):
+                    result.status = "diverged"
+                    result.message = (f"the training loss {train_loss:.4g} exceeded {divergence_factor:g} x its "
+                                      f"initial value {initial_loss:.4g} in epoch {epoch}")
+                    break
+            if checkpoint is not None and epoch < epochs and time.monotonic() - last_save >= checkpoint_interval_s:
+                save_checkpoint(checkpoint, **checkpoint_keys,
+                                state=TrainingState(epoch=epoch, step=step, train_time_s=train_time,
+                                                    records=result.records))
+                last_save = time.monotonic()
         result.train_time_s = train_time
+    if result.status == "completed":
+        chance = _chance_rate(y_train) if data.task == "classification" else 0.0
+        result.collapse_message = collapse_message(result.records, data.task, chance)
+        result.collapsed_to_chance = result.collapse_message is not None
     return result
+
+
+def _chance_rate(labels: np.ndarray) -> float:
+    """The majority-class rate of int labels (n,): the accuracy of always predicting the commonest class."""
+    return float(np.bincount(labels).max() / len(labels)) if len(labels) else math.nan
