@@ -25,8 +25,10 @@ same seed always gives identical arrays. Nothing here touches numpy's global ran
 
 from __future__ import annotations
 
+import csv
 import math
 import numbers
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -592,6 +594,18 @@ class SyntheticRegression(_Generated):
 
 
 TASKS = ("auto", CLASSIFICATION, REGRESSION)
+#: CSV files with more columns are refused from their header alone (pandas reads about 40,000
+#: columns a second, so this bounds a load to a few seconds)
+MAX_CSV_COLUMNS = 100_000
+#: messages list at most this many names, then "... and N more"
+_LISTED = 10
+
+
+def _shortened(items: list[str]) -> str:
+    """``"a, b, c"``, or the first ``_LISTED`` items and "… and 999,990 more": messages stay short."""
+    if len(items) <= _LISTED:
+        return ", ".join(items)
+    return ", ".join(items[:_LISTED]) + f" … and {len(items) - _LISTED:,} more"
 
 
 class CSV(DataSource):
@@ -630,36 +644,61 @@ class CSV(DataSource):
         column = self.target if column is None else column
         return ValueError(f"CSV file '{self.path}', column {column!r}: {problem}")
 
+    def _header(self) -> list[str]:
+        """The column names of the header row, read with the csv module (pandas renames duplicates silently)."""
+        try:
+            with open(self.path, newline="", encoding="utf-8-sig") as file:  # utf-8-sig: as pandas, drop a BOM
+                header = next(csv.reader(file), None)
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise self._error(f"cannot read the header row: {str(err)[:200]}") from None
+        if not header:
+            raise self._error("cannot read the file: it is empty (no header row)")
+        if len(header) > MAX_CSV_COLUMNS:
+            raise self._error(f"the header has {len(header):,} columns; at most {MAX_CSV_COLUMNS:,} are supported")
+        counts = Counter(header)
+        duplicates = [f"{name[:40]!r} ({count} times)" for name, count in counts.items() if count > 1]
+        if duplicates:
+            raise ValueError(f"CSV file '{self.path}': duplicate column names {_shortened(duplicates)}; "
+                             "every column needs its own name")
+        return header
+
     def _read(self, rng):
+        header = self._header()
+        if self.target not in header:
+            raise self._error("no such column; the file has columns " + _shortened([repr(c[:40]) for c in header]))
         try:
             frame = pd.read_csv(self.path)
         except FileNotFoundError:
             raise self._error("file not found") from None
         except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise self._error(f"cannot read the file: {e}") from None
-        if self.target not in frame.columns:
-            raise self._error(
-                "no such column; the file has columns " + ", ".join(map(repr, frame.columns))
-            )
+            raise self._error(f"cannot read the file: {str(e)[:200]}") from None
+        if self.target not in frame.columns:  # pandas parsed the header differently from the csv module
+            raise self._error("no such column in the data pandas reads from the file")
         if len(frame) == 0:
             raise self._error("the file has a header but no data rows")
         feature_columns = [c for c in frame.columns if c != self.target]
         if not feature_columns:
             raise self._error("the target is the only column; no features left")
 
-        missing = frame.isna().sum()
-        missing = missing[missing > 0]
-        if len(missing):
-            column = missing.index[0]
-            first_line = int(np.flatnonzero(frame[column].isna().to_numpy())[0]) + 2
-            others = "".join(f", column {c!r}: {n}" for c, n in missing.iloc[1:].items())
+        numeric = np.array([pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype)
+                            for dtype in frame.dtypes])
+        missing = np.zeros(frame.shape[1], dtype=np.int64)  # per column, vectorised over wide files
+        if numeric.any():
+            missing[numeric] = np.isnan(frame.iloc[:, numeric].to_numpy(dtype=np.float64)).sum(axis=0)
+        for j in np.flatnonzero(~numeric):
+            missing[j] = frame.iloc[:, j].isna().sum()
+        if missing.any():
+            columns = np.flatnonzero(missing)
+            column = frame.columns[columns[0]]
+            first_line = int(np.flatnonzero(frame.iloc[:, columns[0]].isna().to_numpy())[0]) + 2
+            others = [f"column {frame.columns[j]!r}: {missing[j]}" for j in columns[1:]]
             raise self._error(
-                f"{missing.iloc[0]} missing value(s) (first on line {first_line}){others}; "
-                "fill or drop them first",
+                f"{missing[columns[0]]} missing value(s) (first on line {first_line})"
+                f"{', ' + _shortened(others) if others else ''}; fill or drop them first",
                 column,
             )
 
-        X = np.column_stack([self._numeric_feature(frame[c]) for c in feature_columns])
+        X = self._features(frame, feature_columns, numeric)
         task = self.task if self.task != "auto" else _auto_task(frame[self.target])
         self._check_task_keys(task)
         if task == CLASSIFICATION:
@@ -667,6 +706,24 @@ class CSV(DataSource):
             return _RawData(X, y, task, [str(c) for c in feature_columns], class_names)
         y = self._numeric_target(frame[self.target])
         return _RawData(X, y.reshape(-1, 1), task, [str(c) for c in feature_columns], None)
+
+    def _features(self, frame: pd.DataFrame, feature_columns: list, numeric: np.ndarray) -> np.ndarray:
+        """The feature columns as float64 (n, d): numeric ones in one block, the others one by one."""
+        target_index = frame.columns.get_loc(self.target)
+        keep = np.arange(frame.shape[1]) != target_index
+        X = np.empty((len(frame), len(feature_columns)), dtype=np.float64)
+        feature_numeric = numeric[keep]
+        if feature_numeric.any():
+            block = frame.iloc[:, np.flatnonzero(keep & numeric)].to_numpy(dtype=np.float64)
+            with np.errstate(over="ignore", invalid="ignore"):
+                bad = ~np.isfinite(block).all(axis=0) | ~np.isfinite(np.std(block, axis=0))
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                self._finite(block[:, j], frame.columns[np.flatnonzero(keep & numeric)[j]])
+            X[:, feature_numeric] = block
+        for position, j in zip(np.flatnonzero(~feature_numeric), np.flatnonzero(keep & ~numeric)):
+            X[:, position] = self._numeric_feature(frame.iloc[:, j])
+        return X
 
     def _numeric_feature(self, column: pd.Series) -> np.ndarray:
         """The column as float64, or an error showing the first non-numeric or infinite value."""
