@@ -9,6 +9,8 @@ as a :class:`ConfigError` whose message names the key, the value and what is all
 from __future__ import annotations
 
 import hashlib
+import importlib
+import inspect
 import json
 import logging
 import math
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("lossbench")
@@ -36,6 +38,7 @@ def changes_results(key: str) -> bool:
     """False for an override key that changes no number (``progress``, ``sweep.skip_invalid``, ``hydra/launcher``)."""
     return re.split(r"[./]", key.lstrip("+~"), maxsplit=1)[0] not in _NON_RESULT_OVERRIDE_ROOTS
 PROGRESS_MODES = ("auto", "bar", "log", "none")
+MAX_EPOCHS = 1_000_000
 
 
 class ConfigError(ValueError):
@@ -91,8 +94,8 @@ def _check_top_level(cfg: DictConfig) -> None:
     """Validate the keys that belong to the runner itself (seed, trainer, progress, ...)."""
     checks = [
         ("seed", cfg.seed, _is_int(cfg.seed) and cfg.seed >= 0, "an integer >= 0"),
-        ("trainer.epochs", cfg.trainer.epochs, _is_int(cfg.trainer.epochs) and cfg.trainer.epochs >= 1,
-         "an integer >= 1"),
+        ("trainer.epochs", cfg.trainer.epochs, _is_int(cfg.trainer.epochs) and 1 <= cfg.trainer.epochs <= MAX_EPOCHS,
+         f"an integer in [1, {MAX_EPOCHS}]"),
         ("trainer.grad_clip", cfg.trainer.grad_clip,
          _is_number(cfg.trainer.grad_clip) and cfg.trainer.grad_clip >= 0, "a number >= 0 (0 disables clipping)"),
         ("trainer.divergence_factor", cfg.trainer.divergence_factor,
@@ -111,11 +114,146 @@ def _check_top_level(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
 
 
+#: What each component group must provide: (noun with its article, example _target_, methods with their arguments
+#: besides self, instance attributes checked once built, what it is in words).
+INTERFACES = {
+    "dataset": ("a data set", "lossbench.data.Bundled", {"load": ("rng",)}, (),
+                "a class with load(rng) returning the splits"),
+    "model": ("a model", "lossbench.models.MLP",
+              {"output_size": ("task", "n_targets"), "build": ("n_inputs", "n_outputs", "rng"),
+               "forward": ("X",), "backward": ("cache", "dlogits")}, (),
+              "a class with output_size, build, forward and backward"),
+    "loss": ("a loss", "lossbench.losses.CrossEntropy", {"__call__": ("outputs", "targets")}, (),
+             "a class whose instances are called as loss(outputs, targets)"),
+    "optimizer": ("an optimizer", "lossbench.optim.Adam", {"step": ("params", "grads")}, ("lr", "batch_size"),
+                  "a class with step(params, grads) and attributes lr and batch_size"),
+    "schedule": ("a schedule", "lossbench.schedules.Cosine", {"__call__": ("epoch", "base_lr", "epochs")}, (),
+                 "a class whose instances are called as schedule(epoch, base_lr, epochs)"),
+}
+
+
+def _import_target(path: str):
+    """The object a dotted path names: the longest importable module prefix, then attributes."""
+    parts = path.split(".")
+    if not all(part.isidentifier() for part in parts):
+        raise ImportError("it is not a dotted Python path (module.Class)")
+    for cut in range(len(parts), 0, -1):
+        module_name = ".".join(parts[:cut])
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name is not None and (module_name + ".").startswith(err.name + "."):
+                continue  # this prefix is not a module: try a shorter one
+            raise ImportError(f"importing {module_name} failed: {err}") from None
+        break
+    else:
+        raise ImportError(f"there is no module {parts[0]!r} (is its folder on PYTHONPATH?)")
+    for attribute in parts[cut:]:
+        if not hasattr(obj, attribute):
+            raise ImportError(f"{'.'.join(parts[:cut])} has no attribute {attribute!r}")
+        obj = getattr(obj, attribute)
+        cut += 1
+    return obj
+
+
+def _what_it_is(obj) -> str:
+    """'a function', 'a module', 'a builtin function', ... for messages."""
+    if inspect.ismodule(obj):
+        return "a module"
+    if inspect.isbuiltin(obj):
+        return "a builtin function"
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return "a function"
+    return f"a {type(obj).__name__} object"
+
+
+def _accepts(cls, method: str, arguments: tuple[str, ...]) -> bool:
+    """True when ``cls`` itself defines ``method`` (not ``object``/``type``) callable with these positional arguments."""
+    if not any(method in vars(klass) for klass in cls.__mro__ if klass not in (object, type)):
+        return False
+    function = getattr(cls, method)
+    try:
+        inspect.signature(function).bind(None, *arguments)  # None stands for self
+    except TypeError:
+        return False
+    except ValueError:  # no signature (a C extension): callable is all we can check
+        return callable(function)
+    return True
+
+
+def _nested_hydra_keys(node, prefix: str) -> list[str]:
+    """Keys below ``node`` that Hydra's instantiate would act on (a nested ``_target_``, ``_partial_``, ...)."""
+    found = []
+    items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
+    for key, value in items:
+        path = f"{prefix}.{key}"
+        if isinstance(key, str) and key.startswith("_") and key.endswith("_") and not (key == "_target_" and
+                                                                                       "." not in prefix):
+            found.append(path)
+        if isinstance(value, (DictConfig, ListConfig)):
+            found.extend(_nested_hydra_keys(value, path))
+    return found
+
+
+def check_target(group: str, node) -> type:
+    """The class ``node._target_`` names, checked to provide the group's interface before anything is called.
+
+    A ``_target_`` must be a dotted path (a string) to a class that defines the methods of
+    :data:`INTERFACES` with their arguments; functions (``builtins.open``, ``pandas.read_pickle``,
+    ``numpy.load``), modules and other objects are refused, and so are nested ``_target_`` or
+    other Hydra keys (``_partial_``, ``_args_``, ...) inside the node, which Hydra would call first.
+    Importing the path runs its module's import code, as for any class a config names.
+    """
+    noun, example, methods, _, interface = INTERFACES[group]
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"{group} must be a config with a _target_ (e.g. _target_: {example}), got "
+                          f"{type(node).__name__} {str(node)[:40]!r}")
+    if "_target_" not in node:
+        raise ConfigError(f"{group} has no _target_: {noun} config names its class, e.g. _target_: {example}")
+    target = node._target_
+    if not isinstance(target, str):
+        raise ConfigError(f"{group}._target_ must be a dotted class path such as {example}, got "
+                          f"{type(target).__name__} {str(target)[:40]!r}")
+    nested = _nested_hydra_keys(node, group)
+    if nested:
+        raise ConfigError(f"{', '.join(nested[:3])} {'is' if len(nested) == 1 else 'are'} not allowed: {noun} "
+                          "takes plain values; only its own _target_ names a class")
+    shown = target[:120]
+    try:
+        obj = _import_target(target)
+    except ImportError as err:
+        raise ConfigError(f"{group}._target_={shown} cannot be imported: {str(err).splitlines()[0][:200]}") from None
+    if not inspect.isclass(obj) or issubclass(obj, type):
+        raise ConfigError(f"{group}._target_={shown} is not {noun} class: it is {_what_it_is(obj)}; "
+                          f"{noun} is {interface}")
+    missing = [f"{name}({', '.join(arguments)})" for name, arguments in methods.items()
+               if not _accepts(obj, name, arguments)]
+    if missing:
+        raise ConfigError(f"{group}._target_={shown} is not {noun} class: it has no {', '.join(missing)}; "
+                          f"{noun} is {interface}")
+    return obj
+
+
+def _check_instance(group: str, node, obj) -> None:
+    """The built object has the interface's attributes (an optimizer's lr and batch_size)."""
+    noun, _, _, attributes, interface = INTERFACES[group]
+    absent = [name for name in attributes if not hasattr(obj, name)]
+    if absent:
+        raise ConfigError(f"{group}._target_={node._target_} is not {noun} class: its instances have no "
+                          f"{', '.join(absent)}; {noun} is {interface}")
+
+
 def _instantiate(group: str, node: DictConfig, choice: str | None):
-    """``instantiate(node)``, turning a constructor's ValueError/TypeError into a ConfigError."""
+    """``instantiate(node)`` after :func:`check_target`, turning a constructor's ValueError/TypeError into a ConfigError."""
     where = f"{group}={choice}" if choice else group
     try:
-        return instantiate(node)
+        check_target(group, node)
+    except OmegaConfBaseException as err:  # e.g. a bad ${interpolation} in _target_
+        raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
+    try:
+        built = instantiate(node, _recursive_=False)
+        _check_instance(group, node, built)
+        return built
     except OmegaConfBaseException as err:  # e.g. a bad ${interpolation} in a value
         raise ConfigError(f"{where}: {str(err).splitlines()[0]}") from None
     except MemoryError as err:

@@ -40,6 +40,10 @@ from sklearn import datasets as sklearn_datasets
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
 
+#: Upper end of every scale key (noise, cluster_std, class_sep, outlier_scale): far beyond the
+#: data's own scale (points in [-10, 10], radius 1, standardised targets) a set is pure noise.
+MAX_SCALE = 1e6
+
 # auto task rule for CSV targets: integer-valued numeric columns with at most this many distinct
 # values are class labels.
 MAX_AUTO_CLASSES = 20
@@ -168,7 +172,7 @@ class DataSource:
             )
         self.label_noise = _check_real("label_noise", label_noise, 0, 1)
         self.outliers = _check_real("outliers", outliers, 0, 1)
-        self.outlier_scale = _check_real("outlier_scale", outlier_scale, 0, math.inf, low_open=True)
+        self.outlier_scale = _check_real("outlier_scale", outlier_scale, 0, MAX_SCALE, low_open=True)
 
     def _check_task_keys(self, task: str) -> None:
         """Reject corruption keys that do not fit the task."""
@@ -451,7 +455,7 @@ class Moons(_Generated):
     name = "moons"
 
     def __init__(self, n_samples: int = 500, noise: float = 0.2, random_state=0, **common):
-        self.noise = _check_real("noise", noise, 0, math.inf)
+        self.noise = _check_real("noise", noise, 0, MAX_SCALE)
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
@@ -473,7 +477,7 @@ class Circles(_Generated):
         self, n_samples: int = 500, noise: float = 0.1, factor: float = 0.5, random_state=0,
         **common,
     ):
-        self.noise = _check_real("noise", noise, 0, math.inf)
+        self.noise = _check_real("noise", noise, 0, MAX_SCALE)
         self.factor = _check_real("factor", factor, 0, 1, high_open=True)
         super().__init__(n_samples, random_state, **common)
 
@@ -500,7 +504,7 @@ class Blobs(_Generated):
     ):
         self.n_features = _check_int("n_features", n_features, 1)
         self.centers = _check_int("centers", centers, 2)
-        self.cluster_std = _check_real("cluster_std", cluster_std, 0, math.inf, low_open=True)
+        self.cluster_std = _check_real("cluster_std", cluster_std, 0, MAX_SCALE, low_open=True)
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
@@ -544,7 +548,7 @@ class SyntheticClassification(_Generated):
                 f"{self.n_clusters_per_class}: expected <= 2**n_informative = "
                 f"{2**self.n_informative} (one hypercube vertex per cluster)"
             )
-        self.class_sep = _check_real("class_sep", class_sep, 0, math.inf, low_open=True)
+        self.class_sep = _check_real("class_sep", class_sep, 0, MAX_SCALE, low_open=True)
         self.flip_y = _check_real("flip_y", flip_y, 0, 1)
         super().__init__(n_samples, random_state, **common)
 
@@ -578,7 +582,7 @@ class SyntheticRegression(_Generated):
         if self.n_informative > self.n_features:
             raise _invalid("n_informative", n_informative, f"<= n_features = {self.n_features}")
         self.n_targets = _check_int("n_targets", n_targets, 1)
-        self.noise = _check_real("noise", noise, 0, math.inf)
+        self.noise = _check_real("noise", noise, 0, MAX_SCALE)
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):

@@ -58,6 +58,12 @@ def _check_number(key: str, value, allowed: str, ok) -> float:
     return float(value)  # a Python float keeps float32 arithmetic in float32
 
 
+#: Upper ends of the documented ranges: beyond them a setting only trains to chance (gamma = 1e308
+#: gives every sample weight 0) or is the same as at the bound (a delta above any residual is L2/2).
+MAX_GAMMA = 100.0
+MAX_DELTA = 1e6
+
+
 # ---------------------------------------------------------------------------------------------
 # numerics shared by the losses
 
@@ -386,7 +392,7 @@ class Huber(_ResidualLoss):
     _hyperparameters = ("delta",)
 
     def __init__(self, delta: float = 1.0):
-        self.delta = _check_number("delta", delta, "a finite number > 0", lambda v: v > 0)
+        self.delta = _check_number("delta", delta, "a number in (0, 1e6]", lambda v: 0 < v <= MAX_DELTA)
 
     def _penalty(self, residual):
         delta = self.delta
@@ -541,7 +547,7 @@ class Focal(Loss):
     _hyperparameters = ("gamma",)
 
     def __init__(self, gamma: float = 2.0):
-        self.gamma = _check_number("gamma", gamma, "a finite number >= 0", lambda v: v >= 0)
+        self.gamma = _check_number("gamma", gamma, "a number in [0, 100]", lambda v: 0 <= v <= MAX_GAMMA)
 
     def _loss_and_gradient(self, outputs, target, labels):
         if outputs.shape[1] == 1:

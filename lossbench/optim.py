@@ -32,6 +32,15 @@ import math
 import numpy as np
 
 
+#: Upper ends of the documented ranges (conf/optimizer/*.yaml): a step of lr = 1e3 on standardised
+#: data already diverges at once; larger values only overflow. eps, a guard against division by
+#: 0, in (0, 1); accumulators and decays likewise bounded so that no value is absurd.
+MAX_LR = 1e3
+MAX_WEIGHT_DECAY = 100.0
+MAX_LR_DECAY = 1e3
+MAX_INITIAL_ACCUMULATOR = 1e6
+
+
 def _check_number(key: str, value, low: float, high: float, *, low_open: bool, high_open: bool):
     """Return ``float(value)`` if it is a finite number in the interval, else raise ValueError."""
     ok = (
@@ -44,7 +53,7 @@ def _check_number(key: str, value, low: float, high: float, *, low_open: bool, h
     if not ok:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        raise ValueError(f"{key} must be a finite number in {left}{low}, {high}{right}, got {value!r}")
+        raise ValueError(f"{key} must be a finite number in {left}{low:g}, {high:g}{right}, got {value!r}")
     return float(value)
 
 
@@ -74,9 +83,9 @@ class _Optimizer:
     decoupled_weight_decay = False
 
     def __init__(self, lr, weight_decay, batch_size):
-        self.lr = _check_number("lr", lr, 0.0, math.inf, low_open=True, high_open=True)
+        self.lr = _check_number("lr", lr, 0.0, MAX_LR, low_open=True, high_open=False)
         self.weight_decay = _check_number(
-            "weight_decay", weight_decay, 0.0, math.inf, low_open=False, high_open=True
+            "weight_decay", weight_decay, 0.0, MAX_WEIGHT_DECAY, low_open=False, high_open=False
         )
         self.batch_size = _check_batch_size(batch_size)
         self.step_count = 0
@@ -293,7 +302,7 @@ class RMSprop(_Optimizer):
     ):
         super().__init__(lr, weight_decay, batch_size)
         self.alpha = _check_number("alpha", alpha, 0.0, 1.0, low_open=False, high_open=True)
-        self.eps = _check_number("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
+        self.eps = _check_number("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
         self.momentum = _check_number("momentum", momentum, 0.0, 1.0, low_open=False, high_open=True)
         if not isinstance(centered, (bool, np.bool_)):
             raise ValueError(f"centered must be true or false, got {centered!r}")
@@ -359,7 +368,7 @@ class Adam(_Optimizer):
         super().__init__(lr, weight_decay, batch_size)
         self.beta1 = _check_number("beta1", beta1, 0.0, 1.0, low_open=False, high_open=True)
         self.beta2 = _check_number("beta2", beta2, 0.0, 1.0, low_open=False, high_open=True)
-        self.eps = _check_number("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
+        self.eps = _check_number("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
 
     def _direction(self, g, out):
         exp_avg, exp_avg_sq = self._flat_state["exp_avg"], self._flat_state["exp_avg_sq"]
@@ -426,12 +435,12 @@ class Adagrad(_Optimizer):
     ):
         super().__init__(lr, weight_decay, batch_size)
         self.lr_decay = _check_number(
-            "lr_decay", lr_decay, 0.0, math.inf, low_open=False, high_open=True
+            "lr_decay", lr_decay, 0.0, MAX_LR_DECAY, low_open=False, high_open=False
         )
-        self.eps = _check_number("eps", eps, 0.0, math.inf, low_open=True, high_open=True)
+        self.eps = _check_number("eps", eps, 0.0, 1.0, low_open=True, high_open=True)
         self.initial_accumulator_value = _check_number(
-            "initial_accumulator_value", initial_accumulator_value, 0.0, math.inf,
-            low_open=False, high_open=True,
+            "initial_accumulator_value", initial_accumulator_value, 0.0, MAX_INITIAL_ACCUMULATOR,
+            low_open=False, high_open=False,
         )
 
     def _initial_state_value(self, buffer_name):

@@ -38,8 +38,8 @@ class Step:
     """``lr_e = lr · gamma^floor((e - 1) / step_size)``: multiply by ``gamma`` every ``step_size`` epochs."""
 
     def __init__(self, step_size: int = 10, gamma: float = 0.5):
-        if isinstance(step_size, bool) or not isinstance(step_size, int) or step_size < 1:
-            raise ValueError(f"step_size={step_size!r} is not allowed; allowed: an integer >= 1")
+        if isinstance(step_size, bool) or not isinstance(step_size, int) or not 1 <= step_size <= 1_000_000:
+            raise ValueError(f"step_size={step_size!r} is not allowed; allowed: an integer in [1, 1000000]")
         self.step_size = step_size
         self.gamma = _check_number("gamma", gamma, low=0.0, low_inclusive=False, high=1.0,
                                    high_inclusive=True, allowed="0 < gamma <= 1")
@@ -55,8 +55,8 @@ class Cosine:
     """``lr_e = min_lr + (lr - min_lr) · (1 + cos(π (e - 1) / E)) / 2`` over ``E`` training epochs."""
 
     def __init__(self, min_lr: float = 0.0):
-        self.min_lr = _check_number("min_lr", min_lr, low=0.0, low_inclusive=True,
-                                    allowed="a number >= 0 (and below the optimizer's lr)")
+        self.min_lr = _check_number("min_lr", min_lr, low=0.0, low_inclusive=True, high=1e3, high_inclusive=True,
+                                    allowed="a number in [0, 1000], below the optimizer's lr")
 
     def __call__(self, epoch: int, base_lr: float, epochs: int) -> float:
         progress = (epoch - 1) / epochs
@@ -70,7 +70,8 @@ class InverseTime:
     """``lr_e = lr / (1 + decay · (e - 1))``: the classic Robbins-Monro style decay."""
 
     def __init__(self, decay: float = 0.1):
-        self.decay = _check_number("decay", decay, low=0.0, low_inclusive=True, allowed="a number >= 0")
+        self.decay = _check_number("decay", decay, low=0.0, low_inclusive=True, high=1e3, high_inclusive=True,
+                                   allowed="a number in [0, 1000]")
 
     def __call__(self, epoch: int, base_lr: float, epochs: int) -> float:
         return base_lr / (1.0 + self.decay * (epoch - 1))

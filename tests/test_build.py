@@ -11,7 +11,7 @@ from lossbench.build import ConfigError, build, config_hash
 # (overrides, fragments the message must contain): the key, the bad value, what is allowed or fits.
 BAD_INPUTS = [
     (["seed=-1"], ["seed=-1", "integer >= 0"]),
-    (["trainer.epochs=0"], ["trainer.epochs=0", ">= 1"]),
+    (["trainer.epochs=0"], ["trainer.epochs=0", "[1, 1000000]"]),
     (["trainer.epochs=ten"], ["trainer.epochs='ten'"]),
     (["trainer.grad_clip=-1"], ["trainer.grad_clip=-1"]),
     (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
@@ -45,7 +45,7 @@ BAD_INPUTS = [
     (["optimizer.lr=${oops}"], ["optimizer.lr", "oops"]),
     (["sweep.skip_invalid=maybe"], ["sweep.skip_invalid='maybe'", "true | false"]),
     (["schedule=cosine", "schedule.min_lr=1"], ["schedule.min_lr=1", "optimizer.lr=0.01"]),
-    (["dataset=moons", "model=logistic", "loss=bce", "dataset.noise=1e308"], ["noise=1e+308", "float64"]),
+    (["dataset=moons", "model=logistic", "loss=bce", "dataset.noise=1e308"], ["noise=1e+308", "[0, 1e+06]"]),
     (["dataset=blobs", "model=mlp", "dataset.n_features=100000000"], ["n_features=100000000", "too large"]),
     (["dataset=moons", "model=logistic", "loss=bce", "dataset.n_samples=1000000000"], ["n_samples", "10,000,000"]),
     (["model=mlp", "model.hidden_sizes=[100000,100000]"], ["model=mlp", "memory"]),

@@ -476,10 +476,11 @@ def test_bad_shapes_and_dtypes_are_refused(outputs, targets, fragment):
 
 
 @pytest.mark.parametrize("cls, key, value, allowed", [
-    (Huber, "delta", 0, "> 0"), (Huber, "delta", -1.0, "> 0"), (Huber, "delta", float("nan"), "> 0"),
-    (Huber, "delta", "1", "> 0"), (CrossEntropy, "label_smoothing", 1.0, "[0, 1)"),
+    (Huber, "delta", 0, "(0, 1e6]"), (Huber, "delta", -1.0, "(0, 1e6]"), (Huber, "delta", float("nan"), "(0, 1e6]"),
+    (Huber, "delta", "1", "(0, 1e6]"), (Huber, "delta", 1e7, "(0, 1e6]"), (CrossEntropy, "label_smoothing", 1.0, "[0, 1)"),
     (CrossEntropy, "label_smoothing", -0.1, "[0, 1)"), (KLDivergence, "label_smoothing", 1.5, "[0, 1)"),
-    (Focal, "gamma", -1, ">= 0"), (Focal, "gamma", float("inf"), ">= 0"), (Focal, "gamma", True, ">= 0"),
+    (Focal, "gamma", -1, "[0, 100]"), (Focal, "gamma", float("inf"), "[0, 100]"), (Focal, "gamma", True, "[0, 100]"),
+    (Focal, "gamma", 1e308, "[0, 100]"),
     (L2, "on_logits", "yes", "true or false"), (L2, "on_logits", 1, "true or false"),
 ])
 def test_bad_hyperparameters_are_refused_naming_key_value_and_range(cls, key, value, allowed):
