@@ -27,7 +27,10 @@ from omegaconf.errors import OmegaConfBaseException
 
 log = logging.getLogger("lossbench")
 
-#: Top-level keys that change how a run is shown or scheduled, never its numbers.
+#: Top-level keys that change how a run is shown or scheduled, not its results. ``blas_threads``
+#: is one on purpose: a different thread count can change values at round-off level (up to ~1e-15,
+#: from BLAS summation order), so identical numbers are promised for the same config, seed and
+#: blas_threads; a sweep reuses a finished run whatever its thread count.
 NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question")
 #: Override roots that make no run, study or group different: the keys above, Hydra's own settings
 #: (launcher, folders), and ``experiment``, whose effect shows in the keys it sets.
