@@ -45,10 +45,10 @@ class TrainResult:
     ``completed`` or ``diverged``; ``message`` says why a run diverged; ``stop_epoch`` is the last
     evaluated epoch; ``train_time_s`` the cumulative training time without evaluation (of every
     attempt, when resumed); ``resumed_from_epoch`` the checkpoint's epoch the run continued from
-    (0: trained from the start). ``collapsed_to_chance`` is True when a completed run's final
-    training metric fell to chance after being above it (:func:`collapse_message`), which a
-    bounded loss (L2, L1 on probabilities) can do without ever tripping the divergence test;
-    ``collapse_message`` then says so in words.
+    (0: trained from the start). ``collapsed_to_chance`` is True when a completed classification
+    run's final training accuracy is at or below chance, the majority-class rate
+    (:func:`collapse_message`), which a bounded loss (L2, L1 on probabilities) can reach without
+    ever tripping the divergence test; ``collapse_message`` then says so in words.
     """
 
     records: list[dict] = field(default_factory=list)
@@ -129,27 +129,28 @@ def evaluation_epochs(eval_epochs, epochs: int) -> set[int] | None:
     return chosen | {0, epochs}
 
 
-def collapse_message(records: list[dict], task: str, chance: float) -> str | None:
-    """Say so when the final training metric is at or below chance after having been above it.
+def collapse_message(records: list[dict], chance: float) -> str | None:
+    """Say so when a classification run ends with a training accuracy at or below chance.
 
-    Classification: ``train_accuracy`` against ``chance`` = the majority-class rate of the
-    training labels (what a constant prediction achieves); regression: ``train_r2`` against 0
-    (predicting the training mean). None when the run did not collapse.
+    ``chance`` is the majority-class rate of the training labels, what a constant prediction
+    achieves: a run that ends there learned nothing usable, whether it fell there (bounded losses,
+    L2 or L1 on probabilities, saturate without the training loss ever exceeding the divergence
+    factor) or never rose above it (e.g. a loss whose weights vanish). None otherwise. (Regression
+    is not judged: on outlier-corrupted training targets a robust fit has R² near 0 by design.)
     """
-    key, level, what = (("train_accuracy", chance, f"chance ({chance:.4g}, the majority-class rate)")
-                        if task == "classification" else ("train_r2", 0.0, "chance (R² 0, the mean's)"))
-    values = [record.get(key, math.nan) for record in records]
+    values = [record.get("train_accuracy", math.nan) for record in records]
     final = values[-1] if values else math.nan
     tolerance = 1e-12  # accuracies are counts / n: equal rates may differ by rounding
-    if not math.isfinite(final) or final > level + tolerance:
+    if not math.isfinite(final) or final > chance + tolerance:
         return None
+    head = (f"train_accuracy ended at chance: {final:.4g} at epoch {records[-1]['epoch']}, the majority-class "
+            f"rate is {chance:.4g}")
     earlier = [(value, record["epoch"]) for value, record in zip(values[:-1], records[:-1])
-               if math.isfinite(value) and value > level + tolerance]
+               if math.isfinite(value) and value > chance + tolerance]
     if not earlier:
-        return None
+        return head + "; it never rose above chance"
     best, best_epoch = max(earlier)
-    return (f"{key} fell to {what}: {final:.4g} at epoch {records[-1]['epoch']}, after {best:.4g} at "
-            f"epoch {best_epoch}")
+    return head + f"; it fell from {best:.4g} at epoch {best_epoch}"
 
 
 def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: float,
@@ -167,7 +168,7 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
     A run diverges (``status="diverged"``, records kept up to that point) when a batch loss, the
     training loss or a parameter becomes non-finite, or when the training loss exceeds
     ``divergence_factor`` times its initial value (``divergence_factor=0`` disables that test).
-    A completed run whose training metric fell to chance is flagged (``collapsed_to_chance``).
+    A completed classification run whose training accuracy ends at chance is flagged (``collapsed_to_chance``).
 
     Each record holds ``epoch``, ``step``, ``time_s``, ``lr``, ``grad_norm`` (mean over the epoch's
     steps of the pre-clipping batch-gradient norm; at epoch 0 the full-batch gradient norm at
@@ -297,9 +298,8 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
                                                     records=result.records))
                 last_save = time.monotonic()
         result.train_time_s = train_time
-    if result.status == "completed":
-        chance = _chance_rate(y_train) if data.task == "classification" else 0.0
-        result.collapse_message = collapse_message(result.records, data.task, chance)
+    if result.status == "completed" and data.task == "classification":
+        result.collapse_message = collapse_message(result.records, _chance_rate(y_train))
         result.collapsed_to_chance = result.collapse_message is not None
     return result
 
