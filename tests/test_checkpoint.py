@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from conftest import CONF, conf_names
 from lossbench.checkpoint import CHECKPOINT_JSON, CHECKPOINT_NPZ, remove_checkpoint
 from lossbench.losses import L2, BCE, CrossEntropy
-from lossbench.models import MLP, Linear, Logistic, Softmax
+from lossbench.models import MLP, Softmax
 from lossbench.optim import SGD, Adam
 from lossbench.schedules import Constant
 from lossbench.train import collapse_message, train

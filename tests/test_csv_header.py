@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from conftest import CONF
-from lossbench.data import MAX_CSV_COLUMNS
+from lossbench.csv_data import MAX_CSV_COLUMNS
 
 
 def load(path, target="y"):
