@@ -327,7 +327,7 @@ class Built:
         """
         if self.data.task != "classification" or not all(np.isfinite(p).all() for p in self.model.params.values()):
             return False
-        from lossbench.metrics import calibration_table
+        from lossbench.metrics import calibration_table, predicted_classes
         from lossbench.records import atomic_write_text
         from lossbench.train import link_probabilities
 
@@ -338,7 +338,8 @@ class Built:
                 probabilities = link_probabilities(self.loss, outputs)
                 if probabilities is None:
                     return False
-                table = calibration_table(probabilities, getattr(self.data, f"y_{split}"))
+                table = calibration_table(probabilities, getattr(self.data, f"y_{split}"),
+                                          predicted=predicted_classes(outputs))
                 table.insert(0, "split", split)
                 atomic_write_text(path, table.to_csv(index=False))
                 return True

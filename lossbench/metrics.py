@@ -75,10 +75,16 @@ def _bin_statistics(confidence: np.ndarray, correct: np.ndarray, n_bins: int):
     return count, confidence_sum, correct_sum
 
 
-def _top_label(p: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Top-label confidence ``max_c p_ic`` and correctness ``[argmax_c p_ic == y_i]`` (float), each (n,)."""
-    top = p.argmax(axis=1)
-    return p[np.arange(len(p)), top], (top == labels).astype(np.float64)
+def _top_label(p: np.ndarray, labels: np.ndarray, predicted: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Top-label confidence ``max_c p_ic`` and correctness ``[predicted_i == y_i]`` (float), each (n,).
+
+    ``predicted`` defaults to ``argmax_c p_ic``; the outputs' prediction is the same class except
+    where rounding ties two saturated probabilities (BCE's normalised sigmoids of logits > 37), and
+    passing it makes such ties break as accuracy does.
+    """
+    if predicted is None:
+        predicted = p.argmax(axis=1)
+    return p.max(axis=1), (predicted == labels).astype(np.float64)
 
 
 def classification_metrics(outputs, labels, probabilities=None) -> dict[str, float]:
@@ -93,7 +99,7 @@ def classification_metrics(outputs, labels, probabilities=None) -> dict[str, flo
                  C > 2:  mean_i sum_c (p_ic - [y_i == c])^2 (sklearn's multi-class form, in [0, 2])
       ece      = sum_b (n_b / n) |accuracy_b - confidence_b| over ECE_BINS = 15 equal-width bins
                  (lower, upper] of the top-label confidence max_c p_ic; accuracy_b is the bin's
-                 mean of [argmax_c p_ic == y_i], confidence_b its mean confidence.
+                 mean correctness of the prediction (the top label), confidence_b its mean confidence.
     ``probabilities=None`` (a loss without a probabilistic link): log_loss, brier and ece are NaN.
     Every metric is NaN if any output is non-finite.
     """
@@ -119,7 +125,7 @@ def classification_metrics(outputs, labels, probabilities=None) -> dict[str, flo
         squared_error = np.square(p)
         squared_error[rows, labels] += 1.0 - 2.0 * p_label  # (p - 1)^2 = p^2 - 2p + 1
         brier = np.mean(squared_error.sum(axis=1))
-    confidence, correct = _top_label(p, labels)
+    confidence, correct = _top_label(p, labels, predicted_classes(outputs))
     _, confidence_sum, correct_sum = _bin_statistics(confidence, correct, ECE_BINS)
     result["log_loss"] = float(-np.mean(np.log(np.maximum(p_label, _SMALLEST_PROBABILITY))))
     result["brier"] = float(brier)
@@ -244,14 +250,16 @@ def regression_metrics(outputs, targets) -> dict[str, float]:
     }
 
 
-def calibration_table(probabilities, labels, n_bins: int = ECE_BINS) -> pd.DataFrame:
+def calibration_table(probabilities, labels, n_bins: int = ECE_BINS, predicted=None) -> pd.DataFrame:
     """Reliability-diagram data of class probabilities (n, C): one row per equal-width bin (lower, upper].
 
     The bins of the ECE in :func:`classification_metrics` (15 by default), over the top-label
     confidence ``max_c p_ic``. Columns: bin (0..n_bins-1), lower, upper, count (samples in the bin),
     confidence (their mean top-label confidence), accuracy (the fraction whose top label is right).
     Empty bins have count 0 and NaN means. Rows with non-finite probabilities are left out.
-    ``sum_b count_b / n |accuracy_b - confidence_b|`` over the non-empty bins is the ECE.
+    ``sum_b count_b / n |accuracy_b - confidence_b|`` over the non-empty bins is the ECE of
+    :func:`classification_metrics` when ``predicted`` is the outputs' prediction
+    (:func:`predicted_classes`; default: ``argmax_c p_ic``, the same class but at rounding ties).
     """
     if not isinstance(n_bins, (int, np.integer)) or isinstance(n_bins, bool) or n_bins < 1:
         raise ValueError(f"n_bins={n_bins!r}: expected an integer >= 1")
@@ -260,7 +268,8 @@ def calibration_table(probabilities, labels, n_bins: int = ECE_BINS) -> pd.DataF
         raise ValueError(f"probabilities of shape {p.shape}: expected (n, C) with C >= 2 classes")
     labels = _as_labels(labels, p.shape[0], p.shape[1])
     finite = np.all(np.isfinite(p), axis=1)
-    confidence, correct = _top_label(p[finite], labels[finite])
+    predicted = None if predicted is None else np.asarray(predicted)[finite]
+    confidence, correct = _top_label(p[finite], labels[finite], predicted)
     count, confidence_sum, correct_sum = _bin_statistics(confidence, correct, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):  # empty bins: 0/0 -> NaN on purpose
         mean_confidence = confidence_sum / count

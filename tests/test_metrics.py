@@ -234,3 +234,16 @@ def test_gradient_diagnostics_show_l2_vanishing_on_confident_mistakes_and_ce_not
     l2 = gradient_diagnostics(outputs, labels, L2()(outputs, labels)[1])
     assert ce["wrong_vanishing_frac"] < 0.05  # CE: ||p - y|| ~ sqrt(2) on a confident mistake
     assert l2["wrong_vanishing_frac"] > 0.3  # L2 on softmax: ~ e^-12 there
+
+
+def test_a_rounding_tie_between_saturated_probabilities_breaks_as_accuracy_does():
+    from lossbench.losses import BCE
+
+    outputs = np.array([[40.0, 41.0, -5.0]])  # normalised sigmoids: 0.5, 0.5 (to 1e-18), ~0
+    labels = np.array([1])
+    p = BCE().probabilities(outputs)
+    assert p[0, 0] == p[0, 1]  # argmax p would say class 0
+    metrics = classification_metrics(outputs, labels, p)
+    assert metrics["accuracy"] == 1.0 and metrics["ece"] == pytest.approx(1.0 - p.max(), rel=1e-12)
+    table = calibration_table(p, labels, predicted=np.array([1]))
+    assert table["accuracy"].dropna().tolist() == [1.0]
