@@ -44,8 +44,22 @@ PROGRESS_MODES = ("auto", "bar", "log", "none")
 MAX_EPOCHS = 1_000_000
 
 
+#: a ConfigError message longer than this keeps its head (the key) and tail (what is allowed)
+MAX_MESSAGE = 300
+
+
 class ConfigError(ValueError):
-    """A value the user typed (or a combination of them) that cannot work; the message says why."""
+    """A value the user typed (or a combination of them) that cannot work; the message says why.
+
+    The message stays one short line for any input size: a longer one (a value of 10^6
+    characters, say) keeps its first 200 and last 80 characters around "… (N characters) …".
+    """
+
+    def __init__(self, message: str):
+        message = " ".join(str(message).split("\n"))
+        if len(message) > MAX_MESSAGE:
+            message = f"{message[:200]} … ({len(message) - 280:,} characters) … {message[-80:]}"
+        super().__init__(message)
 
 
 def resolved(cfg: DictConfig) -> dict:
@@ -65,8 +79,11 @@ def _file_fingerprints(dataset: dict) -> dict[str, str]:
     """sha256 of every file a data-set key points to (a CSV's ``path``), so an edited file is new data."""
     fingerprints = {}
     for key, value in dataset.items():
-        if isinstance(value, str) and value and Path(value).is_file():
-            fingerprints[key] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+        try:
+            if isinstance(value, str) and value and Path(value).is_file():
+                fingerprints[key] = hashlib.sha256(Path(value).read_bytes()).hexdigest()
+        except OSError:  # a name too long for a path, an unreadable file: the data set's own check says so
+            continue
     return fingerprints
 
 
@@ -147,13 +164,13 @@ def _import_target(path: str):
         except ModuleNotFoundError as err:
             if err.name is not None and (module_name + ".").startswith(err.name + "."):
                 continue  # this prefix is not a module: try a shorter one
-            raise ImportError(f"importing {module_name} failed: {err}") from None
+            raise ImportError(f"importing {module_name[:60]} failed: {str(err)[:120]}") from None
         break
     else:
-        raise ImportError(f"there is no module {parts[0]!r} (is its folder on PYTHONPATH?)")
+        raise ImportError(f"there is no module {parts[0][:60]!r} (is its folder on PYTHONPATH?)")
     for attribute in parts[cut:]:
         if not hasattr(obj, attribute):
-            raise ImportError(f"{'.'.join(parts[:cut])} has no attribute {attribute!r}")
+            raise ImportError(f"{'.'.join(parts[:cut])[:60]} has no attribute {attribute[:60]!r}")
         obj = getattr(obj, attribute)
         cut += 1
     return obj
@@ -221,7 +238,7 @@ def check_target(group: str, node) -> type:
     if nested:
         raise ConfigError(f"{', '.join(nested[:3])} {'is' if len(nested) == 1 else 'are'} not allowed: {noun} "
                           "takes plain values; only its own _target_ names a class")
-    shown = target[:120]
+    shown = target if len(target) <= 80 else target[:60] + "…"
     try:
         obj = _import_target(target)
     except ImportError as err:

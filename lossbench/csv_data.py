@@ -64,12 +64,21 @@ class CSV(DataSource):
         super().__init__(**common)
         if task != "auto":
             self._check_task_keys(task)
-        if not self.path.is_file():
-            raise self._error(f"file not found{' (a directory)' if self.path.is_dir() else ''}")
+        try:
+            is_file, is_dir = self.path.is_file(), self.path.is_dir()
+        except OSError as err:  # e.g. a name longer than the file system allows
+            raise self._error(f"cannot use this path: {err.strerror}") from None
+        if not is_file:
+            raise self._error(f"file not found{' (a directory)' if is_dir else ''}")
 
     def _error(self, problem: str, column: str | None = None) -> ValueError:
         column = self.target if column is None else column
-        return ValueError(f"CSV file '{self.path}', column {column!r}: {problem}")
+        return ValueError(f"CSV file '{self._shown_path()}', column {str(column)[:60]!r}: {problem}")
+
+    def _shown_path(self) -> str:
+        """The path for messages: in full up to 160 characters, else its head and tail."""
+        path = str(self.path)
+        return path if len(path) <= 160 else f"{path[:100]}…{path[-50:]}"
 
     def _header(self) -> list[str]:
         """The column names of the header row, read with the csv module (pandas renames duplicates silently)."""
@@ -85,7 +94,7 @@ class CSV(DataSource):
         counts = Counter(header)
         duplicates = [f"{name[:40]!r} ({count} times)" for name, count in counts.items() if count > 1]
         if duplicates:
-            raise ValueError(f"CSV file '{self.path}': duplicate column names {_shortened(duplicates)}; "
+            raise ValueError(f"CSV file '{self._shown_path()}': duplicate column names {_shortened(duplicates)}; "
                              "every column needs its own name")
         return header
 

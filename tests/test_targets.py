@@ -185,3 +185,18 @@ def test_every_yaml_comment_states_the_enforced_upper_bounds():
     assert "in [0, 100]" in (CONF / "loss" / "focal.yaml").read_text()
     assert "in (0, 1e6]" in (CONF / "loss" / "huber.yaml").read_text()
     assert np.isfinite(1e6)
+
+
+@pytest.mark.parametrize("override", ["dataset.name=" + "a" * 100_000, "optimizer.lr=" + "x" * 100_000,
+                                      "dataset=csv dataset.target=y dataset.path=" + "p" * 100_000,
+                                      "loss._target_=" + "m" * 100_000])
+def test_messages_stay_short_for_huge_values(compose_cfg, override):
+    from lossbench.build import config_hash
+
+    cfg, choices = compose_cfg(*override.split(" "))
+    config_hash(cfg)  # a value too long for a path is no file to fingerprint, not an error
+    with pytest.raises(ConfigError) as info:
+        build(cfg, choices=choices)
+    message = str(info.value)
+    assert len(message) < 400 and "\n" not in message
+    assert override.split(" ")[-1].split("=")[0].split(".")[-1] in message  # names the key
