@@ -501,6 +501,8 @@ class Blobs(_Generated):
         self.centers = _check_int("centers", centers, 2)
         self.cluster_std = _check_real("cluster_std", cluster_std, 0, MAX_SCALE, low_open=True)
         super().__init__(n_samples, random_state, **common)
+        if self.centers > self.n_samples:  # a blob without a point is a class without a sample
+            raise _invalid("centers", centers, f"an integer from 2 to n_samples = {self.n_samples}")
 
     def _generate(self, random_state):
         return sklearn_datasets.make_blobs(
@@ -537,7 +539,15 @@ class SyntheticClassification(_Generated):
             )
         self.n_classes = _check_int("n_classes", n_classes, 2)
         self.n_clusters_per_class = _check_int("n_clusters_per_class", n_clusters_per_class, 1)
-        if self.n_classes * self.n_clusters_per_class > 2**self.n_informative:
+        n_samples_checked = _check_int("n_samples", n_samples, 2)
+        if self.n_classes * self.n_clusters_per_class > n_samples_checked:  # a cluster needs a sample
+            raise ValueError(
+                f"n_classes * n_clusters_per_class = {self.n_classes} * {self.n_clusters_per_class}: "
+                f"expected <= n_samples = {n_samples_checked} (a sample per cluster)"
+            )
+        # n_classes * n_clusters_per_class <= n_samples <= 10M < 2**24: a huge n_informative passes
+        # without computing 2**n_informative
+        if self.n_informative < 64 and self.n_classes * self.n_clusters_per_class > 2**self.n_informative:
             raise ValueError(
                 f"n_classes * n_clusters_per_class = {self.n_classes} * "
                 f"{self.n_clusters_per_class}: expected <= 2**n_informative = "

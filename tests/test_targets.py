@@ -200,3 +200,14 @@ def test_messages_stay_short_for_huge_values(compose_cfg, override):
     message = str(info.value)
     assert len(message) < 400 and "\n" not in message
     assert override.split(" ")[-1].split("=")[0].split(".")[-1] in message  # names the key
+
+
+@pytest.mark.parametrize("factory, fragment", [
+    (lambda: Blobs(n_samples=100, centers=10 ** 9), "centers=1000000000: expected an integer from 2 to n_samples = 100"),
+    (lambda: SyntheticClassification(n_samples=100, n_classes=10 ** 9, n_informative=10 ** 9, n_redundant=0,
+                                     n_features=10 ** 9),
+     "expected <= n_samples = 100"),
+])
+def test_generator_counts_are_bounded_by_the_samples_before_anything_is_allocated(factory, fragment):
+    with pytest.raises(ValueError, match=fragment):
+        factory()
