@@ -7,6 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from hydra.utils import instantiate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 from omegaconf import OmegaConf
 from scipy.special import expit, softmax
 
@@ -246,3 +249,18 @@ def test_built_writes_gradients_csv(compose_cfg, tmp_path):
     table = pd.read_csv(tmp_path / "gradients.csv")
     pd.testing.assert_frame_equal(table, gradient_curves(built.loss, "classification", 10), check_exact=True)
     assert sorted(set(table["k"])) == [1, 10]
+
+
+@settings(max_examples=60, deadline=None)
+@given(k=st.integers(1, 6), data=st.data())
+def test_links_give_probability_rows_for_any_logits_up_to_1e3(k, data):
+    outputs = data.draw(hnp.arrays(np.float64, (5, k), elements=st.floats(-1e3, 1e3)))
+    for loss in (CrossEntropy(), BCE(), L2()):
+        with warnings.catch_warnings(), np.errstate(over="raise", invalid="raise", divide="raise"):
+            warnings.simplefilter("error")
+            p = loss.probabilities(outputs)
+        assert p.shape == (5, max(k, 2)) and np.all((p >= 0) & (p <= 1))
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-14)
+        # the prediction's probability is the largest (equal to it at rounding ties)
+        predicted = (outputs[:, 0] > 0).astype(int) if k == 1 else outputs.argmax(axis=1)
+        assert np.all(p[np.arange(5), predicted] == p.max(axis=1))
