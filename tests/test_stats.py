@@ -315,7 +315,31 @@ def test_rank_groups_says_when_no_pair_can_be_rejected():
     groups = {f"g{i}": rng.normal(3.0 * (i == 0), 1.0, 10) for i in range(8)}
     ranking = st.rank_groups(groups)
     assert not ranking.can_reject and ranking.worse == () and ranking.best == "g0"
+    assert ranking.seeds_needed == 11
     assert st.rank_groups(dict(list(groups.items())[:3])).can_reject
+
+
+def test_seeds_needed_is_the_smallest_n_where_holm_can_reject():
+    for k in range(2, 17):
+        n = st.seeds_needed(k)
+        pairs = k * (k - 1) // 2
+        assert 2 / 2 ** n <= 0.05 / pairs < 2 / 2 ** (n - 1)
+    assert [st.seeds_needed(k) for k in (2, 3, 4, 8, 12)] == [6, 7, 8, 11, 12]
+
+
+def test_missing_values_raise_or_are_dropped_per_pair():
+    groups = {"a": np.array([1.0, 2.0, 3.0, np.nan, 5.0, 6.0, 7.0]), "b": np.arange(7.0) + 0.5,
+              "c": np.arange(7.0) - 1.0}
+    with pytest.raises(ValueError, match="NaN"):
+        st.all_pairs_holm(groups)
+    comparisons = st.all_pairs_holm(groups, drop_missing=True)
+    assert [c.result.n for c in comparisons] == [6, 6, 7]
+    keep = np.isfinite(groups["a"])
+    assert comparisons[0].result == st.paired_difference(groups["a"][keep], groups["b"][keep])
+    ranking = st.rank_groups(groups, drop_missing=True)
+    assert ranking.means["a"] == pytest.approx(4.0) and ranking.order == ("a", "b", "c")
+    with pytest.raises(ValueError, match="same seeds"):
+        st.all_pairs_holm({"a": np.ones(3), "b": np.ones(4)})
 
 
 # ---------------------------------------------------------------------------------------------

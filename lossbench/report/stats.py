@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as _scipy_stats
@@ -343,23 +343,27 @@ class PairComparison:
 
 
 def all_pairs_holm(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, higher_is_better: bool = True,
-                   confidence: float = 0.95, n_resamples: int = N_RESAMPLES, rng=None) -> list[PairComparison]:
+                   confidence: float = 0.95, n_resamples: int = N_RESAMPLES, rng=None,
+                   drop_missing: bool = False) -> list[PairComparison]:
     """All k(k-1)/2 pairs of ``groups`` ({label: per-seed values (n,)}, aligned by seed), Holm-adjusted.
 
     Each pair is :func:`paired_difference` (sign-flip test), a before b in the mapping's order; the
     k(k-1)/2 p-values are adjusted together by :func:`holm`, so the chance of calling any pair of
     truly equal groups different is at most alpha (unlike testing each group against the one that
     looked best, which selects the comparison after seeing the data). Note that with n seeds no
-    pair can be rejected when ``2/2^n * k(k-1)/2 > alpha`` (10 seeds: k >= 8 groups).
+    pair can be rejected when ``2/2^n * k(k-1)/2 > alpha`` (10 seeds: k >= 8; see seeds_needed).
+    NaN (a run that diverged or is missing) raises, unless ``drop_missing``: then each pair uses
+    the seeds where both values are finite (its ``result.n`` says how many).
     """
-    labels = list(groups)
-    values = {label: np.asarray(groups[label], dtype=np.float64).ravel() for label in labels}
+    values = _aligned(groups)
+    labels = list(values)
     generator = _generator(rng)
     pairs, results = [], []
     for i, a in enumerate(labels):
         for b in labels[i + 1:]:
+            keep = np.isfinite(values[a]) & np.isfinite(values[b]) if drop_missing else slice(None)
             pairs.append((a, b))
-            results.append(paired_difference(values[a], values[b], confidence, n_resamples, generator))
+            results.append(paired_difference(values[a][keep], values[b][keep], confidence, n_resamples, generator))
     adjusted = holm([r.pvalue for r in results])
     comparisons = []
     for (a, b), result, p_holm in zip(pairs, results, adjusted):
@@ -369,6 +373,26 @@ def all_pairs_holm(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, h
     return comparisons
 
 
+def _aligned(groups: Mapping[Hashable, np.ndarray]) -> dict:
+    """{label: float64 (n,)}, checking that every group has the same number of seeds."""
+    values = {label: np.asarray(v, dtype=np.float64).ravel() for label, v in groups.items()}
+    sizes = {label: v.size for label, v in values.items()}
+    if len(set(sizes.values())) > 1:
+        raise ValueError(f"groups must hold the same seeds (aligned by seed); sizes: {sizes}")
+    return values
+
+
+def seeds_needed(k: int, alpha: float = 0.05) -> int:
+    """Fewest seeds n with which all-pairs Holm can reject anything among k groups.
+
+    The exact sign-flip test's smallest p is ``2/2^n`` and Holm's smallest threshold
+    ``alpha / (k(k-1)/2)``, so ``n = ceil(log2(k(k-1) / alpha))``: at alpha = 0.05, 6 seeds for
+    2 groups, 7 for 3, 8 for 4, 9 for 5, 10 for 6 or 7, 11 for 8 to 10, 12 for 11 to 14.
+    """
+    pairs = max(k * (k - 1) // 2, 1)
+    return max(1, math.ceil(math.log2(2 * pairs / alpha) - 1e-12))
+
+
 @dataclass(frozen=True)
 class GroupRanking:
     """Which group is best, and what n seeds can and cannot say about the others.
@@ -376,7 +400,8 @@ class GroupRanking:
     ``order``: labels from best to worst mean; ``best``: the first; ``not_distinguishable``: groups
     whose pair with ``best`` is not rejected (Holm over all pairs), best excluded;
     ``worse``: groups distinguishably worse than ``best``; ``ties``: tuples of groups identical at
-    every seed (each of size >= 2); ``best_tied``: the tie that contains ``best`` (empty if none).
+    every seed (each of size >= 2); ``best_tied``: the tie that contains ``best`` (empty if none);
+    ``can_reject``: whether any pair could be rejected with these seeds (else ``seeds_needed``).
     """
 
     order: tuple
@@ -389,6 +414,7 @@ class GroupRanking:
     n: int
     alpha: float
     can_reject: bool
+    seeds_needed: int
     method: str
     comparisons: tuple = field(default=(), repr=False)
 
@@ -404,15 +430,17 @@ def rank_groups(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, high
     at every seed are ties. ``can_reject`` is False when no pair could be rejected at all:
     ``min attainable p * number of pairs > alpha``. Extra keyword arguments go to all_pairs_holm.
     """
-    labels = list(groups)
+    values = _aligned(groups)
+    labels = list(values)
     if not labels:
         raise ValueError("rank_groups: no groups")
-    values = {label: np.asarray(groups[label], dtype=np.float64).ravel() for label in labels}
     if comparisons is None:
         comparisons = all_pairs_holm(values, alpha=alpha, higher_is_better=higher_is_better, **kwargs)
     sign = 1.0 if higher_is_better else -1.0
-    means = {label: float(values[label].mean()) for label in labels}
-    order = tuple(sorted(labels, key=lambda label: (-sign * means[label], labels.index(label))))
+    means = {label: float(np.nanmean(values[label])) if np.any(np.isfinite(values[label])) else math.nan
+             for label in labels}
+    order = tuple(sorted(labels, key=lambda label: (math.isnan(means[label]), -sign * means[label],
+                                                    labels.index(label))))
     best = order[0]
     with_best = {(c.b if c.a == best else c.a): c for c in comparisons if best in (c.a, c.b)}
     worse = tuple(label for label in order[1:] if with_best[label].reject)
@@ -426,8 +454,8 @@ def rank_groups(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, high
     tested = [c.result.method for c in comparisons if not c.result.tie] or [c.result.method for c in comparisons]
     method = f"{tested[0]}, Holm over all {n_pairs} pairs" if tested else "one group, nothing to compare"
     return GroupRanking(order=order, means=means, best=best, not_distinguishable=not_distinguishable, worse=worse,
-                        ties=ties, best_tied=best_tied, n=n, alpha=alpha, can_reject=can_reject, method=method,
-                        comparisons=tuple(comparisons))
+                        ties=ties, best_tied=best_tied, n=n, alpha=alpha, can_reject=can_reject,
+                        seeds_needed=seeds_needed(len(labels), alpha), method=method, comparisons=tuple(comparisons))
 
 
 def _ties(values: Mapping[Hashable, np.ndarray], order: Sequence) -> tuple:
