@@ -145,11 +145,12 @@ def test_interval_unbounded_when_n_seeds_cannot_reject_and_degenerate_for_a_cons
 
 
 def test_paired_interval_coverage():
-    """Sign-flip inversion, 10 seeds, normal differences: coverage measured 0.953 over 600 repetitions."""
+    """Sign-flip inversion, 10 seeds, normal differences: coverage measured 0.967 over 600 repetitions
+    (a little above 0.95: the exact test is discrete, so its inversion is conservative)."""
     rng = np.random.default_rng(2024)
     covered = [(r.ci_low <= 0.4 <= r.ci_high)
                for r in (st.paired_difference(rng.normal(0.4, 1.0, 10), np.zeros(10)) for _ in range(600))]
-    assert 0.92 <= np.mean(covered) <= 0.98
+    assert 0.93 <= np.mean(covered) <= 0.99
 
 
 def test_paired_difference_rejects_bad_input():
@@ -232,10 +233,11 @@ def test_bounded_mean_ci_rejects_bad_input():
         st.bounded_mean_ci([0.5, np.nan], 0, 1)
 
 
-@pytest.mark.parametrize("method, lowest", [("bootstrap", 0.925), ("logit-t", 0.93)])
+@pytest.mark.parametrize("method, lowest", [("bootstrap", 0.935), ("logit-t", 0.935)])
 def test_bounded_interval_coverage_for_quantised_accuracy(method, lowest):
     """10 seeds of accuracy on 100 test samples at p = 0.97, 1000 repetitions: coverage measured
-    0.951 (expanded percentile bootstrap) and 0.958 (logit t); the plain percentile bootstrap 0.905."""
+    0.954 (expanded percentile bootstrap) and 0.963 (logit t); the plain percentile bootstrap gives
+    0.925 on the same data, which is why it is not the default."""
     rng = np.random.default_rng(99)
     covered = []
     for repetition in range(1000):
