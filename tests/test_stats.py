@@ -171,6 +171,7 @@ def test_percentile_bootstrap_is_scipys():
     assert ours.low == pytest.approx(ref.confidence_interval.low, rel=1e-12)
     assert ours.high == pytest.approx(ref.confidence_interval.high, rel=1e-12)
     assert ours.mean == pytest.approx(values.mean())
+    assert st.bounded_mean_ci(values, 0, 1) == st.bounded_mean_ci(values, 0, 1)  # rng=None: a fixed seed
 
 
 def test_expanded_bootstrap_and_logit_t_are_wider_than_percentile_and_close_to_t():
@@ -319,6 +320,12 @@ def test_rank_groups_says_when_no_pair_can_be_rejected():
     assert not ranking.can_reject and ranking.worse == () and ranking.best == "g0"
     assert ranking.seeds_needed == 11
     assert st.rank_groups(dict(list(groups.items())[:3])).can_reject
+
+
+def test_one_group_has_nothing_to_compare():
+    ranking = st.rank_groups({"ce": np.array([0.9, 0.95, 0.93])})
+    assert ranking.best == "ce" and ranking.worse == ranking.not_distinguishable == ranking.ties == ()
+    assert st.all_pairs_holm({"ce": np.ones(3)}) == [] and not ranking.can_reject
 
 
 def test_seeds_needed_is_the_smallest_n_where_holm_can_reject():
