@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 from scipy import stats as ss
 
@@ -192,6 +192,8 @@ def test_expanded_bootstrap_and_logit_t_are_wider_than_percentile_and_close_to_t
 @pytest.mark.parametrize("method", ["bootstrap", "percentile", "logit-t"])
 @settings(max_examples=40, deadline=None)
 @given(values=hs.lists(hs.floats(0.0, 1.0), min_size=2, max_size=12))
+@example(values=[1.0, 0.9999999999999999])  # the mean rounds to 1.0: logit(1) would divide by zero
+@example(values=[0.0, 5e-324])
 def test_interval_never_leaves_zero_one(method, values):
     result = st.bounded_mean_ci(values, 0.0, 1.0, method=method, n_resamples=500)
     assert 0.0 <= result.low <= result.mean <= result.high <= 1.0

@@ -137,8 +137,10 @@ def _transformed_t(x: np.ndarray, low: float, high: float, alpha: float) -> tupl
     n = x.size
     mean, se = x.mean(), x.std(ddof=1) / math.sqrt(n)
     t_quantile = _scipy_stats.t.ppf(1.0 - alpha / 2.0, n - 1)
+    if (math.isfinite(low) and mean <= low) or (math.isfinite(high) and mean >= high):
+        return float(x.min()), float(x.max())  # non-constant values whose mean rounds onto a bound
     if math.isfinite(low) and math.isfinite(high):
-        u = (mean - low) / (high - low)  # strictly inside (0, 1): the values are not constant
+        u = (mean - low) / (high - low)
         half = t_quantile * se / ((high - low) * u * (1.0 - u))
         centre = math.log(u) - math.log1p(-u)
         return tuple(low + (high - low) * float(_scipy_stats.logistic.cdf(centre + s * half)) for s in (-1, 1))
