@@ -171,7 +171,7 @@ def sweep(overrides: Sequence[str] = (), sweep_dir: str | os.PathLike | None = N
     """
     args = ["-m", *_config_dir_args(config_dir), *map(str, overrides), *options_to_overrides(options, sweep=True)]
     if sweep_dir is not None:
-        args.append(f"hydra.sweep.dir={Path(sweep_dir).resolve()}")
+        args.append(f"hydra.sweep.dir={os.fspath(sweep_dir)}")  # the child runs in this same folder
     returncode, lines = _run_cli(args, quiet)
     if returncode != 0:
         _raise_failed("lossbench -m", args, returncode, lines)
@@ -196,7 +196,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None,
     """
     args = [*_config_dir_args(config_dir), *map(str, overrides), *options_to_overrides(options, sweep=False)]
     if run_dir is not None:
-        args.append(f"hydra.run.dir={Path(run_dir).resolve()}")
+        args.append(f"hydra.run.dir={os.fspath(run_dir)}")
     returncode, lines = _run_cli(args, quiet)
     path = _listed_path(lines, "  run directory:")
     found = Run(path) if path is not None and (path / "summary.json").is_file() else None
@@ -264,6 +264,12 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
 
 # ------------------------------------------------------------------------------------ objects ---
 
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (as the command prints it), else absolute."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
 class Run:
     """One run folder: ``summary`` (summary.json), ``metrics`` (metrics.csv), ``params()`` (params.npz).
 
@@ -279,7 +285,7 @@ class Run:
     def __repr__(self) -> str:
         final = self.summary.get("final") or {}
         shown = ", ".join(f"{k}={final[k]:.4f}" for k in ("train_loss", "test_accuracy", "test_r2") if k in final)
-        return f"Run({str(self.path)!r}, status={self.status!r}, {shown})"
+        return f"Run({_shown_path(self.path)!r}, status={self.status!r}, {shown})"
 
     @cached_property
     def summary(self) -> dict:
@@ -335,9 +341,9 @@ class Study:
             counts = self.results["status"].value_counts()
             status = ", ".join(f"{n} {s}" for s, n in counts.items())
             groups = list(dict.fromkeys(self.results["group"].dropna()))
-            return f"Study({str(self.path)!r}: {len(self.results)} runs ({status}); groups: {', '.join(groups)})"
+            return f"Study({_shown_path(self.path)!r}: {len(self.results)} runs ({status}); groups: {', '.join(groups)})"
         except FileNotFoundError:
-            return f"Study({str(self.path)!r}: no results.csv yet)"
+            return f"Study({_shown_path(self.path)!r}: no results.csv yet)"
 
     @cached_property
     def results(self) -> pd.DataFrame:
