@@ -124,20 +124,28 @@ def _run_cli(args: list[str], quiet: bool) -> tuple[int, list[str]]:
         process.stdout.close()
 
 
-def _error_line(lines: list[str]) -> str:
-    """The line that says what went wrong: the first ``lossbench: error``/``run failed``, else the last."""
-    for line in lines:
+def _error_text(lines: list[str]) -> tuple[str, list[str]]:
+    """(the line saying what went wrong, the block of lines it opens) from a failed command's output.
+
+    lossbench's own ``lossbench: error: ...`` / ``lossbench: run failed: ...`` line when there is
+    one; else Hydra's message: the lines after the last log line, without its stack-trace hint.
+    """
+    for index, line in enumerate(lines):
         if line.startswith(("lossbench: error", "lossbench: run failed")):
-            return line
-    for line in reversed(lines):
-        if line.strip() and not line.startswith(("Set the environment variable HYDRA_FULL_ERROR", "  ")):
-            return line.strip()
-    return "(no output)"
+            block = [line, *[l for l in lines[index + 1:] if l.startswith(("  ", "Fix the values"))]]
+            return line, block[:20]
+    after_log = 0
+    for index, line in enumerate(lines):
+        if line.startswith("[") and "][" in line[:40]:  # "[2026-12-01 21:09:09,260][HYDRA] ..."
+            after_log = index + 1
+    block = [l for l in lines[after_log:] if l.strip() and not l.startswith("Set the environment variable HYDRA")]
+    return (block[0].strip(), block[:20]) if block else ("(no output)", [])
 
 
 def _raise_failed(what: str, args: list[str], returncode: int, lines: list[str], run: "Run | None" = None):
-    line = _error_line(lines)
-    raise LossbenchError(f"{what} exited with status {returncode}: {line}\n  command: lossbench "
+    line, block = _error_text(lines)
+    details = "".join(f"\n  {l}" for l in block[1:])
+    raise LossbenchError(f"{what} exited with status {returncode}: {line}{details}\n  command: lossbench "
                          + " ".join(args), returncode, line, lines[-50:], run)
 
 
@@ -153,8 +161,8 @@ def sweep(overrides: Sequence[str] = (), sweep_dir: str | os.PathLike | None = N
           config_dir: str | os.PathLike | None = None, **options) -> "Study":
     """Run a sweep exactly as ``lossbench -m OVERRIDES`` does and return it as a :class:`Study`.
 
-    ``overrides``: what you would type after ``lossbench -m`` (``["loss=l2,ce", "seed=0,1,2"]``,
-    ``["experiment=l2_vs_ce"]``). ``sweep_dir``: the sweep folder (``hydra.sweep.dir``); None keeps
+    ``overrides``: what you would type after ``lossbench -m``, as a list (``["loss=l2,ce", "seed=0,1,2"]``,
+    ``["experiment=l2_vs_ce"]``) or one string split as a shell would. ``sweep_dir``: the sweep folder (``hydra.sweep.dir``); None keeps
     lossbench's default (``runs/multirun/<time>``, or ``runs/<study>`` for an experiment), relative
     to the working directory. Running again into the same folder resumes it: finished runs are
     reused, the report is rebuilt. ``config_dir``: your own config groups (``--config-dir``).
@@ -169,7 +177,7 @@ def sweep(overrides: Sequence[str] = (), sweep_dir: str | os.PathLike | None = N
     ...                         sweep_dir="runs/binary", launcher="joblib", epochs=20)
     >>> study.results.groupby("loss")["final_test_accuracy"].mean()
     """
-    args = ["-m", *_config_dir_args(config_dir), *map(str, overrides), *options_to_overrides(options, sweep=True)]
+    args = ["-m", *_config_dir_args(config_dir), *_split(overrides), *options_to_overrides(options, sweep=True)]
     if sweep_dir is not None:
         args.append(f"hydra.sweep.dir={os.fspath(sweep_dir)}")  # the child runs in this same folder
     returncode, lines = _run_cli(args, quiet)
@@ -194,7 +202,7 @@ def run(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None,
     >>> r = lossbench.run(["dataset=digits", "model=mlp", "loss=ce"], epochs=5)
     >>> r.metrics[["epoch", "train_loss", "test_accuracy"]].tail(2); r.params()["W1"].shape
     """
-    args = [*_config_dir_args(config_dir), *map(str, overrides), *options_to_overrides(options, sweep=False)]
+    args = [*_config_dir_args(config_dir), *_split(overrides), *options_to_overrides(options, sweep=False)]
     if run_dir is not None:
         args.append(f"hydra.run.dir={os.fspath(run_dir)}")
     returncode, lines = _run_cli(args, quiet)
@@ -203,6 +211,15 @@ def run(overrides: Sequence[str] = (), run_dir: str | os.PathLike | None = None,
     if returncode != 0 or found is None:
         _raise_failed("lossbench", args, returncode, lines, found)
     return found
+
+
+def _split(overrides) -> list[str]:
+    """Overrides as a list; a single string is split as a shell would (``"loss=l2,ce seed=0,1"``)."""
+    if isinstance(overrides, str):
+        import shlex
+
+        return shlex.split(overrides)
+    return [str(o) for o in overrides]
 
 
 def _config_dir_args(config_dir) -> list[str]:

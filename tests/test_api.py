@@ -79,6 +79,7 @@ def test_bad_sweep_raises_with_the_commands_error_line(tmp_path):
         lossbench.sweep(["optimizer.lr=0.1,-1"], sweep_dir=tmp_path / "bad", quiet=True)
     assert info.value.returncode == 2
     assert info.value.line == "lossbench: error: 1 of 2 jobs in this sweep cannot run; nothing was started."
+    assert "optimizer.lr=-1: optimizer=adam: optimizer.lr must be a finite number" in str(info.value)
     assert not list((tmp_path / "bad").glob("*/summary.json"))
 
 
@@ -95,6 +96,10 @@ def test_run_returns_the_run_and_bad_input_raises(tmp_path):
     assert info.value.returncode == 2
     assert info.value.line == "lossbench: error: trainer.epochs=0 is not allowed; allowed: an integer >= 1"
     assert not (tmp_path / "two" / "summary.json").exists()
+    with pytest.raises(LossbenchError) as info:  # Hydra's own message: its first line, the options below it
+        lossbench.run("loss=bogus trainer.epochs=1", quiet=True)
+    assert info.value.returncode == 1 and info.value.line == "In 'config': Could not find 'loss/bogus'"
+    assert "Available options in 'loss'" in str(info.value) and "HYDRA_FULL_ERROR" not in str(info.value)
 
 
 # ------------------------------------------------------------------------------------- units ---
