@@ -26,7 +26,6 @@ import signal
 import site
 import subprocess
 import sys
-from collections import deque
 from functools import cached_property
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -62,8 +61,6 @@ def _format_value(value, sweep: bool) -> str:
     if isinstance(value, (list, tuple, range)):
         items = [_format_value(item, False) for item in value]
         return ",".join(items) if sweep else "[" + ",".join(items) + "]"
-    if isinstance(value, Path):
-        return str(value)
     return str(value)
 
 
