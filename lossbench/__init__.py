@@ -21,36 +21,38 @@ __all__ = ["__version__", "sweep", "run", "load", "Study", "Run", "LossbenchErro
 _API = {"sweep", "load", "Study", "Run", "LossbenchError"}
 
 
-class _RunModule(_types.ModuleType):
-    """The module :mod:`lossbench.run` (the Hydra entry point), callable as :func:`lossbench.api.run`.
+class _CallableModule(_types.ModuleType):
+    """A submodule whose name is also an API function (``lossbench.run``, ``lossbench.sweep``).
 
-    ``lossbench.run`` names both the submodule and the API function: importing the submodule binds
-    the name ``run`` on the package to it, so the module itself answers a call.
+    Importing a submodule binds its name on the package (``lossbench.run`` is then the module
+    :mod:`lossbench.run`, the Hydra entry point), which would hide the API function of that name.
+    So the bound module is given this class: it stays the module (``lossbench.run.main``) and a call
+    goes to the API (``lossbench.run([...])`` is :func:`lossbench.api.run`).
     """
 
-    def __call__(self, overrides=(), run_dir=None, **options):
-        from lossbench.api import run as api_run
+    def __call__(self, *args, **kwargs):
+        from lossbench import api
 
-        return api_run(overrides, run_dir, **options)
+        return getattr(api, self.__name__.rpartition(".")[2])(*args, **kwargs)
+
+
+_CALLABLE_SUBMODULES = {"run", "sweep"}
 
 
 class _Package(_types.ModuleType):
-    """The package module: lazy API attributes, and ``lossbench.run`` callable whichever it is bound to."""
+    """The package module: lazy API attributes; submodules named like an API function stay callable."""
 
     def __setattr__(self, name, value):
-        if name == "run" and isinstance(value, _types.ModuleType) and not isinstance(value, _RunModule):
-            value.__class__ = _RunModule  # the import system binding the submodule lossbench.run
+        if (name in _CALLABLE_SUBMODULES and isinstance(value, _types.ModuleType)
+                and type(value) is _types.ModuleType):
+            value.__class__ = _CallableModule  # the import system binding the submodule lossbench.<name>
         super().__setattr__(name, value)
 
     def __getattr__(self, name):
-        if name in _API:
+        if name in _API or name in _CALLABLE_SUBMODULES:  # the submodule of that name is not loaded yet
             from lossbench import api
 
             return getattr(api, name)
-        if name == "run":
-            from lossbench.api import run as api_run  # lossbench.run (the submodule) is not loaded yet
-
-            return api_run
         raise AttributeError(f"module 'lossbench' has no attribute {name!r}")
 
     def __dir__(self):

@@ -257,11 +257,23 @@ def _dtypes(columns: Iterable[str]) -> dict[str, str]:
 
 
 def read_table(folder: Path, name: str) -> pd.DataFrame:
-    """``results`` or ``curves`` of a sweep folder as a typed DataFrame.
+    """``results`` or ``curves`` of a sweep folder as a typed DataFrame: the one place that reads them.
 
-    The one place that reads these tables: ``<name>.parquet`` when present (its types are stored),
-    else ``<name>.csv`` with explicit dtypes (text as ``string``, counts as nullable ``Int64``,
-    metrics as ``float64``), so an all-empty ``message`` column stays text.
+    The report's typed reader (``lossbench.report.exports.read_results`` / ``read_curves``: parquet
+    when present, schema version checked) when this lossbench has it, else :func:`read_csv_typed`.
+    """
+    try:
+        from lossbench.report.exports import read_curves, read_results
+    except ImportError:  # a lossbench without the versioned tables
+        return read_csv_typed(folder, name)
+    return (read_results if name == "results" else read_curves)(folder)
+
+
+def read_csv_typed(folder: Path, name: str) -> pd.DataFrame:
+    """``<name>.parquet`` when present (its types are stored), else ``<name>.csv`` with explicit dtypes.
+
+    Text as ``string``, counts as nullable ``Int64``, metrics as ``float64``, so an all-empty
+    ``message`` column stays text instead of reading back as float64.
     """
     parquet, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
     if parquet.is_file():
@@ -274,6 +286,18 @@ def read_table(folder: Path, name: str) -> pd.DataFrame:
                                 f"lossbench-report {folder} (or Study.rebuild_report())")
     header = pd.read_csv(csv, nrows=0).columns
     return pd.read_csv(csv, dtype=_dtypes(header))
+
+
+def _read_report_csv(path: Path) -> pd.DataFrame:
+    """A CSV the report wrote (stats.csv, tuned.csv), through its own reader when it has one.
+
+    The report may guard text cells against spreadsheet formulas; its reader removes the guards.
+    """
+    try:
+        from lossbench.report.output import read_csv_cells
+    except ImportError:  # a lossbench whose report writes plain CSV
+        return pd.read_csv(path)
+    return read_csv_cells(path)
 
 
 # ------------------------------------------------------------------------------------ objects ---
@@ -375,15 +399,13 @@ class Study:
         path = self.path / "report" / "stats.csv"
         if not path.is_file():
             return None
-        header = pd.read_csv(path, nrows=0).columns
-        text = {"group", "metric", "messages", "view", "compared_within", "completed", "test", *_TEXT}
-        return pd.read_csv(path, dtype={c: "string" for c in header if c in text})
+        return _read_report_csv(path)
 
     @cached_property
     def tuned(self) -> pd.DataFrame | None:
         """tuned.csv (protocol=tune: each arm's chosen settings), or None when the sweep did not tune."""
         path = self.path / "tuned.csv"
-        return pd.read_csv(path) if path.is_file() else None
+        return _read_report_csv(path) if path.is_file() else None
 
     @property
     def report_path(self) -> Path | None:

@@ -16,9 +16,13 @@ from hydra.core.hydra_config import HydraConfig
 
 import lossbench
 from conftest import run_cli
-from lossbench.api import LossbenchError, Run, Study, curve_figure, options_to_overrides, read_table
+from lossbench.api import LossbenchError, Run, Study, curve_figure, options_to_overrides, read_csv_typed, read_table
 
 SWEEP = ["dataset=iris", "loss=l2,ce", "seed=0,1", "progress=none"]
+
+
+def _is_text(column: pd.Series) -> bool:
+    return pd.api.types.is_string_dtype(column) or column.dtype == object
 
 
 def _files(folder: Path) -> set[str]:
@@ -39,9 +43,9 @@ def test_sweep_twice_in_one_process_then_load(tmp_path, capsys):
     assert isinstance(first, Study) and first.path == (tmp_path / "api").resolve()
     results = first.results
     assert len(results) == 4 and set(results["status"]) == {"completed"}
-    assert results["message"].dtype == "string" and results["seed"].dtype == "Int64"
+    assert _is_text(results["message"]) and results["seed"].dtype == "Int64"  # all empty, still text
     assert results["final_test_accuracy"].dtype == "float64"
-    assert len(first.curves) == 4 * 3 and first.curves["epoch"].dtype == "Int64"
+    assert len(first.curves) == 4 * 3 and pd.api.types.is_integer_dtype(first.curves["epoch"])
     assert set(first.stats["group"]) == {"loss=l2", "loss=ce"}
     assert first.report_path == first.path / "report" / "index.html" and first.report_path.is_file()
     assert first.tuned is None
@@ -119,6 +123,17 @@ def test_lossbench_run_is_the_api_before_and_after_the_submodule_is_imported():
     assert out.strip() == "True True main ['Run', 'Study', 'load', 'run', 'sweep']"
 
 
+def test_a_submodule_named_sweep_does_not_hide_lossbench_sweep():
+    # what the import system does when a subpackage lossbench/sweep/ is imported: bind it on the package
+    code = ("import sys, types, lossbench, lossbench.api as api; "
+            "api.sweep = lambda *a, **k: ('api.sweep', a, k); "
+            "module = types.ModuleType('lossbench.sweep'); module.plan = 'kept'; sys.modules['lossbench.sweep'] = module; "
+            "setattr(lossbench, 'sweep', module); "
+            "print(lossbench.sweep is module, lossbench.sweep.plan, lossbench.sweep(['loss=ce'], quiet=True))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "True kept ('api.sweep', (['loss=ce'],), {'quiet': True})"
+
+
 def test_options_become_overrides():
     assert options_to_overrides({"launcher": "joblib", "n_jobs": 2, "progress": "log", "skip_invalid": True,
                                  "epochs": 20, "optimizer__lr": [0.01, 0.1], "model__hidden_sizes": None},
@@ -129,16 +144,18 @@ def test_options_become_overrides():
     assert options_to_overrides({"model__hidden_sizes": [8, 4]}, sweep=False) == ["model.hidden_sizes=[8,4]"]
 
 
-def test_tables_read_back_typed_even_when_a_column_is_empty(tmp_path):
+def test_csv_tables_read_back_typed_even_when_a_column_is_empty(tmp_path):
     pd.DataFrame({"run_id": ["a", "b"], "loss": ["l2", "ce"], "seed": [0, 1], "status": ["completed"] * 2,
                   "message": [None, None], "stop_epoch": [3, 3], "final_test_accuracy": [1, 0.5],
                   "target_epoch": [np.nan, 2]}).to_csv(tmp_path / "results.csv", index=False)
-    results = read_table(tmp_path, "results")
+    results = read_csv_typed(tmp_path, "results")  # the reader used without lossbench.report.exports
     assert results["message"].dtype == "string" and results["message"].isna().all()
     assert results["seed"].dtype == "Int64" and results["stop_epoch"].dtype == "Int64"
     assert results["final_test_accuracy"].dtype == "float64" and results["loss"].dtype == "string"
     with pytest.raises(FileNotFoundError, match="lossbench-report"):
-        read_table(tmp_path, "curves")
+        read_csv_typed(tmp_path, "curves")
+    with pytest.raises(FileNotFoundError, match="lossbench-report"):
+        read_table(tmp_path / "nothing_here", "results")
 
 
 def test_load_says_what_a_folder_is_not(tmp_path):
