@@ -154,8 +154,9 @@ def test_csv_tables_read_back_typed_even_when_a_column_is_empty(tmp_path):
     assert results["final_test_accuracy"].dtype == "float64" and results["loss"].dtype == "string"
     with pytest.raises(FileNotFoundError, match="lossbench-report"):
         read_csv_typed(tmp_path, "curves")
+    (tmp_path / "unfinished").mkdir()
     with pytest.raises(FileNotFoundError, match="lossbench-report"):
-        read_table(tmp_path / "nothing_here", "results")
+        read_table(tmp_path / "unfinished", "results")
 
 
 def test_load_says_what_a_folder_is_not(tmp_path):
