@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow
 
 def _run(args, cwd, timeout=300, env=None) -> subprocess.CompletedProcess:
     env = dict(os.environ if env is None else env, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0")
+    env.pop("PYTHONPATH", None)  # the installed wheel only, never a source tree someone put on the path
     return subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL, env=env)
 
