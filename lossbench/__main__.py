@@ -1,6 +1,6 @@
 """``python -m lossbench``: the same as the ``lossbench`` command."""
 
-from lossbench.run import main
+from lossbench.cli import main
 
 if __name__ == "__main__":
     main()

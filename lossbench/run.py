@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, changes_results, config_hash
 from lossbench.records import find_finished_run, provenance, write_json, write_metrics, write_params
+from lossbench.trackers import check_config as check_logger_config, open_tracker
 
 log = logging.getLogger("lossbench")
 
@@ -180,6 +181,7 @@ def run(cfg: DictConfig) -> dict | None:
         # a summary left from an earlier attempt in this folder must not sit beside new, partial files
         (out_dir / "summary.json").unlink(missing_ok=True)
         built = build(cfg)
+        check_logger_config(cfg.get("logger"))
     except ConfigError as err:
         return _refuse(cfg, err, out_dir, multirun, label, overrides)
 
@@ -191,6 +193,12 @@ def run(cfg: DictConfig) -> dict | None:
         "config": OmegaConf.to_container(cfg, resolve=True), "provenance": None,
     }
     progress = _Progress(cfg.progress, int(cfg.trainer.epochs), multirun)
+    tracker = open_tracker(cfg, out_dir, out_dir.name)  # logger=mlflow|tensorboard; never raises
+
+    def on_epoch(record: dict) -> None:
+        progress(record)
+        tracker.log_epoch(record)
+
     result = None
     try:
         from threadpoolctl import threadpool_limits
@@ -198,7 +206,7 @@ def run(cfg: DictConfig) -> dict | None:
         limit = None if cfg.blas_threads == 0 else int(cfg.blas_threads)
         with threadpool_limits(limits=limit):
             summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
-            result = built.train(on_epoch=progress)
+            result = built.train(on_epoch=on_epoch)
         summary["status"], summary["message"] = result.status, result.message
         summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s
     except Exception as err:  # a failed run is a result too; the sweep goes on
@@ -217,6 +225,7 @@ def run(cfg: DictConfig) -> dict | None:
     summary["wall_time_s"] = time.time() - started
     summary["finished_at"] = time.time()
     write_json(out_dir / "summary.json", summary)  # last: its presence marks the run as finished
+    tracker.finish(summary)
 
     final = summary["final"]
     shown = ", ".join(f"{k}={final[k]:.4f}" for k in ("train_loss", "test_accuracy", "test_r2") if k in final)
