@@ -31,7 +31,7 @@ log = logging.getLogger("lossbench")
 #: is one on purpose: a different thread count can change values at round-off level (up to ~1e-15,
 #: from BLAS summation order), so identical numbers are promised for the same config, seed and
 #: blas_threads; a sweep reuses a finished run whatever its thread count.
-NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question")
+NON_RESULT_KEYS = ("progress", "blas_threads", "sweep", "report", "question", "logger")
 #: Override roots that make no run, study or group different: the keys above, Hydra's own settings
 #: (launcher, folders), and ``experiment``, whose effect shows in the keys it sets.
 _NON_RESULT_OVERRIDE_ROOTS = (*NON_RESULT_KEYS, "hydra", "experiment")
@@ -132,6 +132,9 @@ def _check_top_level(cfg: DictConfig) -> None:
     for key, value, ok, allowed in checks:
         if not ok:
             raise ConfigError(f"{key}={value!r} is not allowed; allowed: {allowed}")
+    from lossbench.trackers import check_config as check_logger_config  # light: backends import lazily
+
+    check_logger_config(cfg.get("logger"))
 
 
 #: What each component group must provide: (noun with its article, example _target_, methods with their arguments

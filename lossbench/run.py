@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, changes_results, config_hash
 from lossbench.records import find_finished_run, provenance, write_json, write_metrics, write_params
-from lossbench.trackers import check_config as check_logger_config, open_tracker
+from lossbench.trackers import open_tracker
 
 log = logging.getLogger("lossbench")
 
@@ -181,7 +181,6 @@ def run(cfg: DictConfig) -> dict | None:
         # a summary left from an earlier attempt in this folder must not sit beside new, partial files
         (out_dir / "summary.json").unlink(missing_ok=True)
         built = build(cfg)
-        check_logger_config(cfg.get("logger"))
     except ConfigError as err:
         return _refuse(cfg, err, out_dir, multirun, label, overrides)
 
