@@ -18,8 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench import report
-from lossbench.results import load_runs
+from types import SimpleNamespace
+
+from lossbench import report as report_package
+from lossbench.report import answers, diagnostics, figures, layout, page, views
+from lossbench.report.tables import load_runs
+
+# the package's entry points plus the figure and sentence helpers the tests look into
+report = SimpleNamespace(**{name: getattr(module, name) for module in (views, layout, figures, diagnostics, answers, page)
+                            for name in dir(module) if not name.startswith('__')})
+report.build_report, report.main, report.res = report_package.build_report, report_package.main, views
 
 _spec = importlib.util.spec_from_file_location("sweeps", Path(__file__).parent / "fixtures" / "sweeps.py")
 sweeps = importlib.util.module_from_spec(_spec)
@@ -234,7 +242,7 @@ def test_cli_rejects_bad_target_fraction(tmp_path, capsys):
 
 
 def test_report_module_does_not_leak_matplotlib_into_results():
-    code = "import lossbench.results, sys; print('matplotlib' in sys.modules)"
+    code = "import lossbench.report.tables, lossbench.report.views, sys; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False"
 

@@ -1,7 +1,7 @@
-"""lossbench.results: reading sweeps, aggregation arithmetic, statistics, tuned view.
+"""lossbench.report.tables and .views: reading sweeps, aggregation arithmetic, statistics, tuned view.
 
 Every sweep is written by hand into tmp_path (tests/fixtures/sweeps.py); expected numbers are
-computed by hand in the test or by SciPy, never taken from lossbench.results itself.
+computed by hand in the test or by SciPy, never taken from lossbench.report itself.
 """
 
 import importlib.util
@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lossbench import results
-from lossbench.results import NoRunsError, load_runs
+from types import SimpleNamespace
+
+from lossbench.report import common, tables, views
+from lossbench.report.tables import NoRunsError, load_runs
+
+# one namespace over the three modules, so the tests read as before the split
+results = SimpleNamespace(**{name: getattr(module, name) for module in (common, views, tables)
+                             for name in dir(module) if not name.startswith('__')})
 
 _spec = importlib.util.spec_from_file_location("sweeps", Path(__file__).parent / "fixtures" / "sweeps.py")
 sweeps = importlib.util.module_from_spec(_spec)
