@@ -1,15 +1,25 @@
-"""The report's sentences: the question, and the answer for each comparison."""
+"""The report's sentences: the question, and the answer for each comparison.
+
+Each claim carries its test and effect size: the best group with its interval, the groups tied
+with it (identical at every seed), those not distinguishable from it with the seeds there are
+(the paired difference with its interval and Holm p), those worse, the other pairs that differ,
+and the epochs each group took to the target (a median that treats unreached runs as censored).
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
+from lossbench.report import stats
 from lossbench.report.common import LR_KEY, REPLICATE_KEY, format_value, group_label, higher_is_better, iter_groups
-from lossbench.report.layout import (
-    SIGNIFICANCE, Layout, _fmt, _fmt_p, _group_label, _metric_label, _rows_matching)
+from lossbench.report.comparisons import ALPHA, group_stats, pair_stats
+from lossbench.report.layout import Layout, _fmt, _fmt_p, _group_label, _metric_label, _rows_matching
 from lossbench.report.tables import Runs
-from lossbench.report.views import TunedView, group_stats
+from lossbench.report.views import TunedView
+
 
 def _question(runs: Runs) -> str:
     if runs.question:
@@ -23,28 +33,57 @@ def _question(runs: Runs) -> str:
             f"reach {runs.target_fraction:g} of the best group's value?")
 
 
-def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout,
-                  tuned: TunedView | None) -> list[tuple[str, str]]:
-    """``(where, sentences)`` per comparison (dataset × panel value): the best group, then the rest.
+def _seeds(n: int) -> str:
+    return f"{n} seed{'' if n == 1 else 's'}"
 
-    A group is "worse" when its Holm-corrected p against the best is below ``SIGNIFICANCE``, else
-    "not significantly different"; groups whose runs did not all complete say so. In the tuned
-    view each group names its learning rate. Then the epochs each group took to reach the target.
-    """
-    if stats.empty:
+
+def difference_text(row, digits: int = 3) -> str:
+    """``"difference −0.007, 95% CI −0.015 to 0.001, Holm p 0.21"`` for a group_stats row."""
+    low, high = row["diff_low"], row["diff_high"]
+    if np.isfinite(low) and np.isfinite(high):
+        interval = f"95% CI {_signed(low, digits)} to {_signed(high, digits)}"
+    else:
+        interval = f"interval not estimable with {_seeds(int(row['n_paired']))}"
+    return f"difference {_signed(row['difference'], digits)}, {interval}, Holm p {_fmt_p(row['p_holm'])}"
+
+
+def _signed(value: float, digits: int) -> str:
+    return "–" if not np.isfinite(value) else f"{value:+.{digits}f}".replace("-", "−")
+
+
+def censored_target(rows: pd.DataFrame, column: str = "target_epoch") -> stats.CensoredSummary | None:
+    """Median epochs (or seconds) to target of a group's completed runs, unreached runs censored
+    at the last epoch (``stats.censored_time_to_target``); None without completed runs."""
+    completed = rows[rows["status"] == "completed"]
+    if completed.empty:
+        return None
+    reached = completed[column].to_numpy(dtype=float)
+    if column == "target_epoch":
+        last = completed["stop_epoch"].astype(float).max()
+    else:
+        last = completed["train_time_s"].astype(float).max()
+    last = float(np.nanmax([last, np.nanmax(reached) if np.isfinite(reached).any() else -np.inf]))
+    if not np.isfinite(last):
+        return None
+    return stats.censored_time_to_target(reached, last)
+
+
+def _answer_items(table: pd.DataFrame, runs: Runs, layout: Layout,
+                  tuned: TunedView | None) -> list[tuple[str, str]]:
+    """``(where, sentences)`` per comparison (dataset × panel value); see the module docstring."""
+    if table.empty:
         return [("", "No completed run has a final value of the primary metric.")]
     shown_keys = [key for key in layout.view_keys if key not in layout.within]
-    targets = group_stats(layout.view_results, "target_epoch", layout.view_keys, runs.block_keys)
-    losses = group_stats(layout.view_results, "final_train_loss", layout.view_keys, runs.block_keys)
+    losses = group_stats(layout.view_results, "final_train_loss", layout.view_keys, runs.block_keys,
+                         compare=False, interval=False)
     items = []
-    for values, part in iter_groups(stats, layout.within):
+    for values, part in iter_groups(table, layout.within):
         where = group_label(dict(zip(layout.within, values)), layout.within) if layout.within else ""
         metric = _metric_label(part["metric"].iloc[0], unit=False)
-        name = {}
         short = {index: _group_label(row, shown_keys) for index, row in part.iterrows()}
-        for index, row in part.iterrows():
-            name[index] = short[index]
-            if tuned is not None:
+        name = dict(short)
+        if tuned is not None:
+            for index, row in part.iterrows():
                 chosen = _rows_matching(tuned.best_lr, layout.view_keys, tuple(row[k] for k in layout.view_keys))
                 if len(chosen):
                     name[index] += f" (lr {format_value(chosen[LR_KEY].iloc[0])})"
@@ -56,34 +95,75 @@ def _answer_items(stats: pd.DataFrame, runs: Runs, layout: Layout,
         digits = _distinct_digits(part["mean"].to_numpy(float))
         ci = (f"95% CI {_fmt(top['ci_low'], digits)} to {_fmt(top['ci_high'], digits)}, "
               if np.isfinite(top["ci_low"]) else "")
-        text = (f"{where + ': ' if where else ''}"
-                + (f"best {name[best.index[0]]}, " if len(part) > 1 else "")
-                + f"{metric} {_fmt(top['mean'], digits)} ({ci}{int(top['n'])} seed{'' if int(top['n']) == 1 else 's'}).")
+        n_top = int(top["n"])
+        text = ((f"best {name[best.index[0]]}, " if len(part) > 1 else "")
+                + f"{metric} {_fmt(top['mean'], digits)} ({ci}{_seeds(n_top)}).")
         others = part.drop(index=best.index[0])
         others = others[np.isfinite(others["mean"].astype(float))]
-        tied = others[others["p_holm"] >= SIGNIFICANCE]
-        worse = others[others["p_holm"] < SIGNIFICANCE]
-        untested = others[~np.isfinite(others["p_holm"].astype(float))]
+        tied = others[others["verdict"] == "tied"]
+        close = others[others["verdict"] == "not distinguishable"]
+        worse = others[others["verdict"] == "worse"]
+        untested = others[others["verdict"] == "not tested"]
         if len(tied):
-            text += (" Not significantly different (Holm p ≥ 0.05): "
-                     + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({_tie_text(r, top, losses, runs, layout)})"
+            text += (" Identical to it at every seed (a tie): "
+                     + ", ".join(f"{name[i]} ({_tie_text(r, top, losses, runs, layout)})"
                                  for i, r in tied.iterrows()) + ".")
+        if len(close):
+            n_close = sorted({int(r["n_paired"]) for _, r in close.iterrows()})
+            text += (f" Not distinguishable from it with {'/'.join(map(str, n_close))} seeds: "
+                     + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)})"
+                                 for i, r in close.iterrows()) + ".")
         if len(worse):
-            text += (" Worse (Holm p < 0.05): "
-                     + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)} (p {_fmt_p(r['p_holm'])})"
-                                 for i, r in worse.iterrows()) + ".")
+            text += (" Worse: " + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)})"
+                                            for i, r in worse.iterrows()) + ".")
         if len(untested):
-            text += (" Not tested (fewer than 2 seeds): "
+            text += (" Not compared (no seed in common with the best): "
                      + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)}" for i, r in untested.iterrows()) + ".")
+        text += _other_pairs(part, layout, values, digits)
+        if len(close) and not bool(top["can_reject"]):
+            text += (f" With {_seeds(int(part['n'].min()))} no pair of these {len(part)} groups can be "
+                     f"told apart at the {ALPHA:g} level (the exact test over all pairs, Holm-adjusted, "
+                     f"needs at least {int(top['seeds_needed'])} seeds): more seeds are needed.")
         incomplete = part[part["n_completed"] < part["n_runs"]]
         if len(incomplete):
             text += " Runs that did not complete: " + "; ".join(
                 f"{name[i]} {r['n_runs'] - r['n_completed']} of {r['n_runs']} "
                 f"({r['n_diverged']} diverged, {r['n_failed']} failed)" for i, r in incomplete.iterrows()) + "."
         text += _peak_sentence(part, short, layout)
-        text += _target_sentence(part, short, targets, layout)
-        items.append((where, text.removeprefix(f"{where}: ") if where else text))
+        text += _target_sentence(part, short, layout)
+        items.append((where, text))
     return items
+
+
+def _other_pairs(part: pd.DataFrame, layout: Layout, within_values: tuple, digits: int) -> str:
+    """" Other pairs that differ: A better than B (difference ...)." among the non-best groups."""
+    if len(part) < 3:
+        return ""
+    metric = part["metric"].iloc[0]
+    rows = layout.view_results
+    for key, value in zip(layout.within, within_values):
+        rows = rows[[_equal(v, value) for v in rows[key]]]
+    shown = [key for key in layout.view_keys if key not in layout.within]
+    best_label = part.loc[part["best"].astype(bool), "group"].iloc[0]
+    pairs = pair_stats(rows, metric, layout.view_keys, layout.within)
+    pairs = pairs[pairs["distinguishable"] & (pairs["a"] != best_label) & (pairs["b"] != best_label)]
+    if pairs.empty:
+        return ""
+    label = {row["group"]: _group_label(row, shown) for _, row in part.iterrows()}
+    texts = []
+    for _, pair in pairs.iterrows():
+        worse = pair["b"] if pair["better"] == pair["a"] else pair["a"]
+        sign = 1.0 if pair["better"] == pair["a"] else -1.0
+        low, high = sorted((sign * pair["diff_low"], sign * pair["diff_high"]))
+        texts.append(f"{label.get(pair['better'], pair['better'])} better than {label.get(worse, worse)} "
+                     f"(by {_fmt(sign * pair['difference'], digits)}, 95% CI {_fmt(low, digits)} to "
+                     f"{_fmt(high, digits)}, Holm p {_fmt_p(pair['p_holm'])})")
+    return " Other pairs that differ: " + "; ".join(texts) + "."
+
+
+def _equal(a, b) -> bool:
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in (a, b)]
+    return all(missing) if any(missing) else a == b
 
 
 def _distinct_digits(values: np.ndarray) -> int:
@@ -94,12 +174,10 @@ def _distinct_digits(values: np.ndarray) -> int:
 
 
 def _tie_text(row: pd.Series, best: pd.Series, losses: pd.DataFrame, runs: Runs, layout: Layout) -> str:
-    """"p 0.62", or, for a group whose primary-metric curve equals the best group's at every
-    evaluation of every seed, "identical at every epoch", with both groups' final training loss when
-    those differ (CE and KL with label smoothing: same gradient, different loss values)."""
-    p_text = f"p {_fmt_p(row['p_holm'])}"
-    if not row["same_as_best"]:
-        return p_text
+    """"the same final value at every seed", or, when the primary metric's curve equals the best
+    group's at every evaluation of every seed, "identical at every epoch of every seed", with both
+    groups' final training loss when those differ (CE and KL with label smoothing: same gradient,
+    different loss values)."""
     metric = row["metric"].removeprefix("final_")
     curves = []
     for group in (row, best):
@@ -109,7 +187,7 @@ def _tie_text(row: pd.Series, best: pd.Series, losses: pd.DataFrame, runs: Runs,
         curves.append(rows.set_index([REPLICATE_KEY, "epoch"])[metric].sort_index()
                       if metric in rows else pd.Series(dtype=float))
     if curves[0].empty or not curves[0].equals(curves[1]):
-        return f"the same final value in every seed, {p_text}"
+        return f"the same final value at every seed, {_seeds(int(row['n_paired']))}"
     text = "identical at every epoch of every seed"
     loss_of = [_rows_matching(losses, layout.view_keys, tuple(r[k] for k in layout.view_keys))["mean"]
                for r in (row, best)]
@@ -142,8 +220,9 @@ def _peak_sentence(part: pd.DataFrame, name: dict, layout: Layout) -> str:
             "a drop beyond the final's 95% CI): " + ", ".join(fell) + ".")
 
 
-def _target_sentence(part: pd.DataFrame, name: dict, targets: pd.DataFrame, layout: Layout) -> str:
-    """" Epochs to the target (test accuracy ≥ 0.93): loss=ce 3.0, loss=l2 79.8 (4 of 5 runs)."."""
+def _target_sentence(part: pd.DataFrame, name: dict, layout: Layout) -> str:
+    """" Epochs to the target (test accuracy ≥ 0.93, median): loss=ce 3 (5 of 5 reached), loss=l2
+    > 100 (2 of 5 reached)." Unreached runs are censored at the last epoch (Kaplan-Meier median)."""
     first = part.iloc[0]
     rows = _rows_matching(layout.view_results, layout.view_keys, tuple(first[k] for k in layout.view_keys))
     threshold = rows["target_value"].dropna()
@@ -152,20 +231,12 @@ def _target_sentence(part: pd.DataFrame, name: dict, targets: pd.DataFrame, layo
     metric = first["metric"].removeprefix("final_")
     entries = []
     for index, row in part.sort_values("rank", kind="stable").iterrows():
-        reached = _rows_matching(targets, layout.view_keys, tuple(row[k] for k in layout.view_keys))
-        if reached.empty or reached["n_completed"].iloc[0] == 0:
-            continue
-        reached = reached.iloc[0]
-        if reached["n"] == 0:
-            entries.append(f"{name[index]} never")
-        else:
-            entries.append(f"{name[index]} {_fmt(reached['mean'], 1)}"
-                           + (f" ({reached['n']} of {reached['n_completed']} runs)"
-                              if reached["n"] < reached["n_completed"] else ""))
+        members = _rows_matching(layout.view_results, layout.view_keys, tuple(row[k] for k in layout.view_keys))
+        summary = censored_target(members)
+        if summary is not None:
+            entries.append(f"{name[index]} {summary.text}")
     if not entries:
         return ""
     return (f" Epochs to the target ({_metric_label(metric, unit=False)} "
-            f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(threshold.iloc[0])}): "
-            + ", ".join(entries) + ".")
-
-
+            f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(threshold.iloc[0])}; median, runs "
+            "that never reached it counted as beyond the last epoch): " + ", ".join(entries) + ".")

@@ -25,6 +25,10 @@ TASK_METRICS = {  # loss-independent metrics per task, as lossbench.metrics comp
     "regression": ("mse", "mae", "r2"),
 }
 HIGHER_IS_BETTER = ("accuracy", "r2")  # metric names ending so are maximised; all others minimised
+METRIC_RANGE = {  # the values a metric can take: intervals never leave it
+    "accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "brier": (0.0, 2.0), "r2": (-np.inf, 1.0),
+    "loss": (0.0, np.inf), "log_loss": (0.0, np.inf), "mse": (0.0, np.inf), "mae": (0.0, np.inf),
+}
 STATUSES = ("completed", "diverged", "failed")
 RUN_COLUMNS = ("run_id", "run_dir", "sweep_dir", "group", "status", "message", "task",
                "stop_epoch", "wall_time_s", "train_time_s", "config_hash", "primary_metric",

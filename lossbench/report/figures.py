@@ -8,7 +8,6 @@ change); matplotlib is imported by the report's figure modules only, never by a 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -18,106 +17,14 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from lossbench.report.common import (
-    LR_KEY, TASK_METRICS, format_value, index_of, iter_groups, mask_equal, ordered_values)
-from lossbench.report.diagnostics import _gradient_figure, _reliability_figure
+    LR_KEY, METRIC_RANGE, format_value, index_of, iter_groups, mask_equal, ordered_values)
 from lossbench.report.layout import (
-    CURVE_METRICS, FIGURE_PREFIXES, LOG_METRICS, MAX_BOX_ROWS, METRIC_RANGE, FigureFile, Layout,
-    _legend, _eval_split, _facet_title, _group_label, _label_keys, _metric_label, _panels, _rows_matching,
+    LOG_METRICS, MAX_BOX_ROWS, Layout,
+    _legend, _facet_title, _group_label, _label_keys, _metric_label, _panels,
     _sentence_case, _split_keys, _styles)
 from lossbench.report.tables import Runs
-from lossbench.report.views import TunedView, curve_stats, group_stats
-
-def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir: Path) -> list[FigureFile]:
-    """Draw, save (PNG + SVG) and return every figure that applies to this sweep."""
-    view_results, view_keys = layout.view_results, layout.view_keys
-    figures: list[tuple[str, str, str, Figure | None]] = []
-    tasks = set(runs.results["task"].dropna())
-    primaries = runs.results["primary_metric"].dropna()
-    split = _eval_split(primaries.iloc[0]) if len(primaries) else "test"
-    tuned_note = (" Each group is shown at its own best learning rate (tuned view)."
-                  if tuned is not None else "")
-    panel_note = (f" One panel per {layout.panel_key} value." if layout.panel_key else "")
-
-    view_curves = runs.curves[runs.curves["run_id"].isin(view_results["run_id"])]
-    curve_metrics = ["train_loss"] + [f"{split}_{m}" for task in ("classification", "regression")
-                                      if task in tasks for m in CURVE_METRICS[task]]
-    for metric in curve_metrics:
-        caption = (f"Mean {_metric_label(metric)} over completed seeds with its 95% t-confidence "
-                   "band, against epoch" + (" (top row) and training time (bottom row)."
-                                            if layout.panel_key else
-                                            " (left) and training time (right).")
-                   + " Diverged and failed runs are excluded." + panel_note + tuned_note)
-        if metric == "train_loss":
-            caption += (" Each run's training loss is its own loss function: levels are comparable "
-                        "only between losses with the same minimum, shapes always.")
-        figures.append((f"curves_{metric}", f"Convergence: {_metric_label(metric)}", caption,
-                        _curves_figure(runs, layout, view_curves, metric)))
-
-    final_metrics = [f"{split}_{m}" for task in ("classification", "regression") if task in tasks
-                     for m in TASK_METRICS[task]]
-    if tuned is not None:
-        figures.append(("final_metrics_shared_lr", "Final metrics at every learning rate",
-                        "Final value per seed (points) over a box of quartiles and median "
-                        "(thick black bar: mean), for every group and learning rate; labels say "
-                        "how many runs completed.",
-                        _final_figure(runs, runs.results, runs.group_keys, final_metrics,
-                                      "Final metrics per group and learning rate")))
-    figures.append(("final_metrics", "Final metrics per group",
-                    "Final value per seed (points) over a box of quartiles and median (thick "
-                    "black bar: mean); labels say how many runs completed." + tuned_note,
-                    _final_figure(runs, view_results, view_keys, final_metrics,
-                                  "Final metrics per group" + (" (each at its best learning rate)"
-                                                               if tuned is not None else ""))))
-
-    for name, table, keys, two, panel_keys, view_title, outline in _heatmap_specs(runs, tuned):
-        metric_name = _metric_label(table["primary_metric"].dropna().iloc[0], unit=False) \
-            if table["primary_metric"].notna().any() else "primary metric"
-        figures.append((name, f"Heat map: {two[0]} × {two[1]}{view_title}",
-                        f"Mean final {metric_name} over completed seeds (± std) for each {two[0]} "
-                        f"and {two[1]}{view_title}; '(k/n)' marks cells where only k of n runs "
-                        "completed; grey cells have no completed run (or were not run). The colour scale spans at "
-                        "least four typical standard deviations across seeds, so differences "
-                        "within seed-to-seed noise do not look large."
-                        + (" Outlined: the learning rate chosen on the validation split."
-                           if outline is not None else ""),
-                        _heatmap_figure(table, keys, two, panel_keys, view_title, outline)))
-
-    if tuned is not None:
-        figures.append(("learning_rate", "Sensitivity to the learning rate",
-                        "Mean final validation metric (train if there is no val split) with 95% "
-                        "CI against the learning rate; the star marks each group's chosen rate."
-                        + panel_note, _lr_figure(runs, tuned)))
-
-    if "classification" in tasks:
-        figure, skipped = _gradient_figure(runs)
-        caption = ("dL/dz against the logit z for one sample with target 1 and target 0, for every "
-                   "loss in the sweep (built from each run's .hydra/config.yaml); losses needing "
-                   "two outputs are evaluated at logits (0, z), their curve is d/dz of the second.")
-        if skipped:
-            caption += " Not drawn: " + "; ".join(skipped) + "."
-        figures.append(("gradients", "Gradient with respect to the logit", caption, figure))
-        calibration = _reliability_figure(runs, layout)
-        if calibration is not None:
-            figures.append(("reliability", "Reliability diagram",
-                            "Observed accuracy against mean confidence per bin, pooled over the "
-                            "completed seeds of each group (bins weighted by their counts; ECE of "
-                            "the pooled bins in the legend); the diagonal is perfect calibration."
-                            + panel_note + tuned_note, calibration))
-
-    for stale in report_dir.iterdir():  # figures of an earlier build that no longer apply
-        if stale.suffix in (".png", ".svg") and stale.stem.startswith(FIGURE_PREFIXES):
-            stale.unlink()
-    saved = []
-    for name, title, caption, figure in figures:
-        if figure is None:
-            continue
-        png_path, svg_path = report_dir / f"{name}.png", report_dir / f"{name}.svg"
-        figure.savefig(png_path, dpi=110, metadata={"Software": None})
-        figure.set_layout_engine("none")  # keep the layout the PNG got: constrained layout is slow
-        figure.savefig(svg_path, metadata={"Date": None})
-        saved.append(FigureFile(name, title, caption, png_path.read_bytes()))
-    return saved
-
+from lossbench.report.comparisons import curve_stats, group_stats
+from lossbench.report.views import TunedView
 
 def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
     """``(name, table, keys, [row key, column key], panel keys, title note, cells to outline)``.
@@ -316,7 +223,7 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
     grids = []
     for panel_values, panel in panels:
         metric = "final_" + panel["primary_metric"].dropna().iloc[0]
-        cells = group_stats(panel, metric, keys, panel_keys)
+        cells = group_stats(panel, metric, keys, panel_keys, compare=False, interval=False)
         means = np.full((len(row_values), len(col_values)), np.nan)
         texts = np.full(means.shape, "not run", dtype=object)  # e.g. skipped as impossible
         for _, cell in cells.iterrows():
@@ -331,7 +238,8 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
     metrics = {metric for _, metric, _, _ in grids}
     shared_scale = len(metrics) == 1
     every = np.concatenate([means[np.isfinite(means)] for _, _, means, _ in grids])
-    stds = group_stats(table, "final_" + table["primary_metric"].dropna().iloc[0], keys, panel_keys)["std"]
+    stds = group_stats(table, "final_" + table["primary_metric"].dropna().iloc[0], keys, panel_keys,
+                       compare=False, interval=False)["std"]
     min_span = 4 * float(np.nanmedian(stds)) if np.isfinite(stds.astype(float)).any() else 0.0
     n_panels = len(grids)
     fig = Figure(figsize=(min(n_panels * (2.0 + 1.15 * len(col_values)) + 2.0, 18),
@@ -377,66 +285,3 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
     fig.suptitle(f"Final {metric_text}: {two[0]} × {two[1]}\n({view_title.lstrip(', ')}{'; ' if view_title else ''}"
                  "mean ± std over seeds)")
     return fig
-
-
-def _lr_figure(runs: Runs, tuned: TunedView) -> Figure | None:
-    """Mean final validation metric against the learning rate, a line per group, star at the choice.
-
-    A panel per dataset and panel-key value (see the module docstring).
-    """
-    colour_keys, panel_key = _split_keys(runs, tuned.group_keys)
-    styles = _styles(runs, colour_keys)
-    panels = [panel for panel in _panels(runs.results, runs.block_keys, panel_key)
-              if not _chosen_in(tuned.best_lr, panel[1], runs.block_keys + [panel_key] * bool(panel_key)).empty]
-    if not panels:
-        return None
-    fig = Figure(figsize=(min(5.6 * len(panels) + 1.0, 18), 5.0), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True)[0]
-    used = []
-    for ax, (title, panel, _) in zip(axes, panels):
-        chosen = _chosen_in(tuned.best_lr, panel, runs.block_keys + [panel_key] * bool(panel_key))
-        selected_on = chosen["selected_on"].iloc[0]
-        low, high = METRIC_RANGE.get(selected_on.rsplit("_", 1)[-1], (-np.inf, np.inf))
-        by_lr = group_stats(panel, selected_on, runs.group_keys, runs.block_keys)
-        groups = list(iter_groups(by_lr, colour_keys))
-        for i, (values, group) in enumerate(groups):
-            label = _group_label(dict(zip(colour_keys, values)), colour_keys)
-            group = group[np.isfinite(group["mean"].astype(float))].sort_values(LR_KEY)
-            if group.empty:
-                continue
-            style = styles[label]
-            # dodge groups sideways (a few % of a decade) so identical results stay visible
-            dodge = 10 ** (0.025 * (i - (len(groups) - 1) / 2))
-            mean = group["mean"].to_numpy(float)
-            lower = mean - np.clip(group["ci_low"].to_numpy(float), low, high)
-            upper = np.clip(group["ci_high"].to_numpy(float), low, high) - mean
-            ax.errorbar(group[LR_KEY].to_numpy(float) * dodge, mean,
-                        yerr=[np.nan_to_num(lower), np.nan_to_num(upper)],
-                        color=style["color"], linestyle=style["linestyle"], marker=style["marker"],
-                        capsize=3, linewidth=min(style["linewidth"], 1.8), markersize=5)
-            best = _rows_matching(chosen, colour_keys, values)
-            if not best.empty:
-                ax.scatter(best[LR_KEY].to_numpy(float) * dodge, best["mean"].to_numpy(float),
-                           marker="*", s=220, color=style["color"], edgecolors="black",
-                           linewidths=0.8, zorder=5)
-            used.append(label) if label not in used else None
-        ax.set_xscale("log")
-        ax.set_xlabel("learning rate (optimizer.lr, log scale)")
-        ax.set_title(title or "selection metric by learning rate")
-    axes[0].set_ylabel(("final " + _metric_label(selected_on.removeprefix("final_"))).replace(" (", "\n("))
-    fig.suptitle("Learning-rate sensitivity: mean and 95% CI over seeds, ★ = chosen rate\n"
-                 "(groups slightly offset sideways so equal values stay visible)")
-    _legend(fig, styles, used, marker=True)
-    return fig
-
-
-def _chosen_in(best_lr: pd.DataFrame, panel: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """The chosen-rate rows of ``best_lr`` that belong to ``panel`` (same values of ``keys``)."""
-    chosen = best_lr
-    for key in keys:
-        values = ordered_values(panel[key])
-        if len(values) == 1:
-            chosen = chosen[mask_equal(chosen[key], values[0])]
-    return chosen
-
-

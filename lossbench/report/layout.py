@@ -31,14 +31,10 @@ METRIC_NAMES = {  # name, unit (axis labels add the unit)
     "accuracy": ("accuracy", "fraction correct"),
     "log_loss": ("log loss", "nats per sample"),
     "brier": ("Brier score", "mean squared error of probabilities"),
-    "ece": ("expected calibration error", "ECE"),
-    "mse": ("mean squared error", "target units²"),
-    "mae": ("mean absolute error", "target units"),
+    "ece": ("ECE (15 bins, top-label)", "expected calibration error"),
+    "mse": ("mean squared error", "standardised target units²"),
+    "mae": ("mean absolute error", "standardised target units"),
     "r2": ("R²", "fraction of variance explained"),
-}
-METRIC_RANGE = {  # the values a metric can take: confidence bands are clipped to it for display
-    "accuracy": (0.0, 1.0), "ece": (0.0, 1.0), "brier": (0.0, 2.0), "r2": (-np.inf, 1.0),
-    "loss": (0.0, np.inf), "log_loss": (0.0, np.inf), "mse": (0.0, np.inf), "mae": (0.0, np.inf),
 }
 SPLIT_NAMES = {"train": "training", "val": "validation", "test": "test"}
 LOG_METRICS = ("loss", "log_loss", "mse", "mae")  # unbounded: drawn on a log axis when they span decades
@@ -47,10 +43,13 @@ MAX_PANEL_VALUES = 6   # a compared key with more values than this is not used a
 MAX_BOX_ROWS = 24      # the per-seed box figure is left out beyond this many groups in a panel
 NBSP = "\u00a0"          # keeps "0.97 ± 0.01" on one line in a table cell
 SIGNIFICANCE = 0.05    # "significantly worse than the best" in the answer sentences (Holm-corrected p)
-FIGURE_PREFIXES = ("curves_", "final_metrics", "heatmap", "learning_rate", "gradients", "reliability")
+FIGURE_PREFIXES = ("curves_", "final_metrics", "heatmap", "learning_rate", "gradients", "reliability",
+                   "why_they_differ", "sensitivity")
 RC = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
       "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.grid": True, "grid.alpha": 0.3,
-      "svg.hashsalt": "lossbench", "figure.dpi": 100}
+      "svg.hashsalt": "lossbench", "figure.dpi": 100,
+      # labels are plain text: a "$" in a swept value must not start mathtext (issue 11)
+      "text.usetex": False, "text.parse_math": False}
 
 
 @dataclass

@@ -3,13 +3,17 @@
 ``build_report(sweep_dirs)`` reads the runs with ``lossbench.report.tables.load_runs`` and writes, into
 ``out_dir`` (default: the first sweep directory):
 
-- ``results.csv``: one row per run (``Runs.results``); ``curves.csv``: every run's metrics.csv rows,
-  long format (``Runs.curves``);
+- ``results.csv`` (+ ``results.parquet``): one row per run, typed and versioned
+  (``lossbench.report.exports``); ``curves.csv`` (+ ``.parquet``): every run's metrics.csv rows;
 - ``report/index.html``: the question, then the answer (summary sentences, headline figures, the
   final-metric table), then the runs, details and every other figure; each figure is embedded as a
   base64 PNG, so the file opens offline on its own;
-- ``report/<figure>.png`` and ``report/<figure>.svg`` for every figure, and ``report/stats.csv``
-  (the per-group statistics shown in the tables, with ``view`` and ``compared_within`` columns).
+- ``report/<figure>.png`` and ``report/<figure>.svg`` for every figure, ``report/stats.csv`` (the
+  per-group statistics shown in the tables, with ``view`` and ``compared_within`` columns),
+  ``report/pairs.csv`` (every pair compared) and the main table as ``report/stats.md`` / ``.tex``.
+
+Every file is written atomically. Damaged run folders are listed with what is wrong and left out;
+nothing read from a run folder is imported or instantiated (``lossbench.report.folders``).
 
 What is compared
     The swept keys define the groups (``lossbench.report.tables``). When ``optimizer.lr`` is swept, the
@@ -29,43 +33,47 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import matplotlib
-import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from lossbench.report.answers import _answer_items, _question
-from lossbench.report.common import LR_KEY, REPLICATE_KEY, TASK_METRICS, format_value, higher_is_better, iter_groups, mask_equal, ordered_values
-from lossbench.report.figures import _all_figures, _chosen_in
-from lossbench.report.layout import (
-    NBSP, RC, FigureFile, Layout, _eval_split, _facet_title, _fmt, _fmt_p, _layout, _metric_label,
-    _pm, _rows_matching, _table)
-from lossbench.report.tables import NoRunsError, Runs, load_runs, skipped_combinations
-from lossbench.report.views import TunedView, group_stats, shared_stats, tuned_stats, tuned_view
+from lossbench.report.common import LR_KEY
+from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
+from lossbench.report.exports import SchemaError, write_tables
+from lossbench.report.folders import DamagedRun
+from lossbench.report.gallery import _all_figures
+from lossbench.report.layout import RC, FigureFile, Layout, _layout
+from lossbench.report.output import write_text
+from lossbench.report.sections import (
+    all_metrics_table, configuration_section, files_section, lr_table, paper_table, runs_section,
+    stats_frames, stats_table)
+from lossbench.report.tables import NoRunsError, Runs, load_runs
+from lossbench.report.views import TunedView, shared_stats, tuned_stats, tuned_view
 
 # autoescape: every value the template prints is text; sections arrive as HTML built with html.escape
 _TEMPLATES = Environment(loader=PackageLoader("lossbench.report", "templates"),
                          autoescape=select_autoescape(["html", "j2"]), keep_trailing_newline=True)
 
+
 def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
                  target_fraction: float = 0.95) -> Path:
-    """Write results.csv, curves.csv and report/ (index.html, figures) for ``sweep_dirs``.
+    """Write results.csv, curves.csv and report/ (index.html, figures, stats) for ``sweep_dirs``.
 
     ``sweep_dirs``: one or more sweep directories, merged (see ``lossbench.report.tables.load_runs``).
     ``out_dir``: where to write, default the first sweep directory. ``target_fraction``: the
     fraction of the best group's final primary metric that defines "reached the target".
     Returns the path of ``report/index.html``. Raises ``NoRunsError`` (a ValueError) for a
-    directory that is missing or holds no runs.
+    directory that is missing or holds no usable runs.
     """
     runs = load_runs([Path(d) for d in sweep_dirs], target_fraction=target_fraction)
     out_dir = Path(out_dir) if out_dir is not None else runs.sweep_dirs[0]
     report_dir = out_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    runs.results.to_csv(out_dir / "results.csv", index=False)
-    runs.curves.to_csv(out_dir / "curves.csv", index=False)
 
     tuned = tuned_view(runs)
     layout = _layout(runs, tuned)
@@ -78,13 +86,31 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     else:
         answer_stats = shared_stats(runs, compare_within=panel)
         tables = [answer_stats.assign(view="shared", compared_within=", ".join(layout.within))]
-    pd.concat(tables, ignore_index=True).to_csv(report_dir / "stats.csv", index=False)
+    frames = stats_frames(answer_stats, runs, layout.view_results, layout.view_keys, layout.within)
+    written = write_tables(runs, out_dir, report_dir, pd.concat(tables, ignore_index=True),
+                           paper_table(frames))
+    pairs = _pairs(answer_stats, layout)
+    if pairs is not None:
+        from lossbench.report.output import write_csv
+
+        write_csv(report_dir / "pairs.csv", pairs)
+        written.append("report/pairs.csv")
 
     with matplotlib.rc_context(RC):
         figures = _all_figures(runs, tuned, layout, report_dir)
     index = report_dir / "index.html"
-    index.write_text(_html(runs, tuned, layout, answer_stats, figures), encoding="utf-8")
+    write_text(index, _html(runs, tuned, layout, answer_stats, frames, figures, report_dir, out_dir, written))
     return index
+
+
+def _pairs(answer_stats: pd.DataFrame, layout: Layout) -> pd.DataFrame | None:
+    """Every pair of groups compared in the answer (report/pairs.csv)."""
+    if answer_stats.empty:
+        return None
+    parts = [pair_stats(layout.view_results[layout.view_results["primary_metric"] == metric.removeprefix("final_")],
+                        metric, layout.view_keys, layout.within)
+             for metric in answer_stats["metric"].dropna().unique()]
+    return pd.concat(parts, ignore_index=True) if parts else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,8 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
     try:
         index = build_report(args.sweep_dirs, args.out, args.target_fraction)
-    except NoRunsError as error:
+    except (NoRunsError, DamagedRun, SchemaError) as error:
         parser.error(str(error))
+    except OSError as error:  # a full disk, a read-only folder: one line, no traceback
+        print(f"lossbench-report: cannot write the report: {error.strerror or error}"
+              + (f": '{error.filename}'" if error.filename else ""), file=sys.stderr)
+        return 1
     out_dir = index.parent.parent.resolve()
     print(f"results: {out_dir / 'results.csv'}")
     print(f"curves:  {out_dir / 'curves.csv'}")
@@ -115,170 +145,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-# 
-
-
-def _stats_table(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, keys: list[str],
-                 table_keys: list[str]) -> str:
-    """The final-metric table of one view, one table per value of ``table_keys``, with time to target."""
-    if stats.empty:
-        return "<p>No completed run has a final value of the primary metric.</p>"
-    target = group_stats(view_results, "target_epoch", keys, runs.block_keys)
-    target_time = group_stats(view_results, "target_time_s", keys, runs.block_keys)
-    parts = []
-    for block_values, block in iter_groups(stats, table_keys):
-        metric = block["metric"].iloc[0]
-        direction = "higher is better" if higher_is_better(metric) else "lower is better"
-        rows = []
-        for _, row in block.iterrows():
-            values = tuple(row[k] for k in keys)
-            reached = _rows_matching(target, keys, values).iloc[0] if len(target) else None
-            seconds = _rows_matching(target_time, keys, values).iloc[0] if len(target_time) else None
-            shown_keys = [key for key in keys if key not in table_keys]
-            rows.append({
-                **({key: format_value(row[key]) for key in shown_keys} or {"group": "all runs"}),
-                "completed": row["completed"],
-                "mean ± std": _pm(row["mean"], row["std"]),
-                "95% CI": f"[{_fmt(row['ci_low'])},{NBSP}{_fmt(row['ci_high'])}]",
-                "rank": _fmt(row["rank"], 0),
-                "test vs best": "best" if row["best"] else (row["test"] or "–"),
-                "p": _fmt_p(row["p_value"]),
-                "p (Holm)": _fmt_p(row["p_holm"]),
-                "epochs to target": _reached_text(reached),
-                "time to target (s)": (f"{seconds['mean']:.2g}" if seconds is not None
-                                       and np.isfinite(seconds["mean"]) else "–"),
-                "not completed": row["messages"] or "",
-            })
-        title = _facet_title(block_values, table_keys)
-        heading = f"<h4>{html.escape(title)}</h4>" if title else ""
-        target_value = _rows_matching(view_results, table_keys, block_values)["target_value"].dropna()
-        target_text = (f" Target for 'epochs to target': {_metric_label(metric, unit=False)} "
-                       f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(target_value.iloc[0])} "
-                       f"({runs.target_fraction:g} of the best mean final value of any group"
-                       f"{' on this dataset' if runs.block_keys else ''})."
-                       if len(target_value) else "")
-        table = pd.DataFrame(rows)
-        if not table["not completed"].any():
-            table = table.drop(columns="not completed")
-        parts.append(f"{heading}<p class='note'>Final {html.escape(_metric_label(metric))}"
-                     f", {direction}, over completed seeds.{html.escape(target_text)}</p>"
-                     + _table(table))
-    return "\n".join(parts)
-
-
-def _reached_text(reached) -> str:
-    """"6.5 (2 of 3 reached)" from a group_stats row of target_epoch; "not reached (0 of 3)"."""
-    if reached is None or reached["n_completed"] == 0:
-        return "–"
-    if reached["n"] == 0:
-        return f"not reached (0 of {reached['n_completed']})"
-    return f"{_fmt(reached['mean'], 1)} ({reached['n']} of {reached['n_completed']} reached)"
-
-
-def _all_metrics_table(runs: Runs, layout: Layout) -> str:
-    """Mean ± std of the final training loss and every loss-independent metric, per group."""
-    parts = []
-    keys = layout.view_keys
-    for block_values, block in iter_groups(layout.view_results, runs.block_keys):
-        primary = block["primary_metric"].dropna()
-        if primary.empty:
-            continue
-        split = _eval_split(primary.iloc[0])
-        task = block["task"].dropna().iloc[0]
-        metrics = ["final_train_loss"] + [f"final_{split}_{m}" for m in TASK_METRICS.get(task, ())]
-        rows = {}
-        for metric in (m for m in metrics if m in block):
-            for _, row in group_stats(block, metric, keys, runs.block_keys).iterrows():
-                group = rows.setdefault(row["group"], {
-                    **{k: format_value(row[k]) for k in keys if k not in runs.block_keys},
-                    "completed": row["completed"]})
-                name = ("training loss (own loss)" if metric == "final_train_loss"
-                        else _metric_label(metric.removeprefix("final_")))
-                group[name] = _pm(row["mean"], row["std"], 4)
-        title = _facet_title(block_values, runs.block_keys)
-        parts.append((f"<h4>{html.escape(title)}</h4>" if title else "") + _table(pd.DataFrame(rows.values())))
-    return "\n".join(parts)
-
-
-def _lr_table(runs: Runs, tuned: TunedView) -> str:
-    """Final primary metric of every group at every learning rate (mean ± std), chosen rate starred."""
-    parts = []
-    other = tuned.group_keys
-    shown = [key for key in other if key not in runs.block_keys]
-    for block_values, block in iter_groups(runs.results, runs.block_keys):
-        primary = block["primary_metric"].dropna()
-        if primary.empty:
-            continue
-        metric = "final_" + primary.iloc[0]
-        cells = group_stats(block, metric, runs.group_keys, runs.block_keys + [LR_KEY])
-        rates = ordered_values(block[LR_KEY])
-        rows = []
-        for values, group in iter_groups(cells, shown):
-            chosen = _rows_matching(_chosen_in(tuned.best_lr, block, runs.block_keys), shown, values)
-            chosen_lr = chosen[LR_KEY].iloc[0] if len(chosen) else None
-            row = {key: format_value(value) for key, value in zip(shown, values)} or {"group": "all runs"}
-            for rate in rates:
-                cell = group[mask_equal(group[LR_KEY], rate)]
-                if cell.empty:
-                    row[f"lr={format_value(rate)}"] = "–"
-                    continue
-                cell = cell.iloc[0]
-                text = _pm(cell["mean"], cell["std"]) if np.isfinite(cell["mean"]) else "no completed run"
-                if cell["n_completed"] < cell["n_runs"]:
-                    text += f" ({cell['n_completed']} of {cell['n_runs']} completed)"
-                if chosen_lr is not None and format_value(chosen_lr) == format_value(rate):
-                    text = "★ " + text
-                row[f"lr={format_value(rate)}"] = text
-            row["chosen lr (on validation)"] = format_value(chosen_lr) if chosen_lr is not None else "–"
-            rows.append(row)
-        title = _facet_title(block_values, runs.block_keys)
-        parts.append((f"<h4>{html.escape(title)}</h4>" if title else "")
-                     + f"<p class='note'>Final {html.escape(_metric_label(primary.iloc[0]))}, mean ± std "
-                       "over completed seeds, every group at every learning rate (the shared-rate "
-                       "view). ★ marks the rate chosen for the tuned view (best mean final "
-                       "validation value).</p>" + _table(pd.DataFrame(rows)))
-    return "\n".join(parts)
-
-
-def _runs_section(runs: Runs) -> str:
-    """Counts by status, skipped combinations, missing and duplicate runs, the keys that vary."""
-    counts = runs.status_counts
-    status_text = ", ".join(f"{count} {status}" for status, count in counts.items())
-    parts = [f"<p>{len(runs.results)} runs: {html.escape(status_text)}.</p>"]
-    skipped = skipped_combinations(runs)
-    if len(skipped):
-        parts.append(f"<p>{int(skipped['jobs'].sum())} job(s) not run because the combination cannot "
-                     "work (<code>sweep.skip_invalid=true</code>), one row per combination:</p>"
-                     + _table(skipped))
-    if runs.missing:
-        parts.append(f"<p class='warn'>{len(runs.missing)} missing (interrupted, no summary.json): "
-                     + html.escape(", ".join(str(p) for p in runs.missing)) + "</p>")
-    if runs.duplicates:
-        parts.append(f"<p class='note'>{len(runs.duplicates)} duplicate run(s) dropped (same config "
-                     "hash): " + html.escape(", ".join(str(p) for p in runs.duplicates)) + "</p>")
-    not_completed = runs.results[runs.results["status"] != "completed"]
-    parts.append("<h3>Runs that did not complete</h3>" + (
-        "<p>Every run completed.</p>" if not_completed.empty else _table(pd.DataFrame(
-            [{**{key: format_value(row[key]) for key in runs.group_keys},
-              REPLICATE_KEY: row[REPLICATE_KEY], "status": row["status"],
-              "stopped at epoch": row["stop_epoch"], "message": row["message"] or "no message",
-              "run": row["run_id"]} for _, row in not_completed.iterrows()]))))
-    keys_table = _table(pd.DataFrame(
-        [{"key": key, "values": ", ".join(format_value(v) for v in values), "count": len(values)}
-         for key, values in runs.key_values.items()]
-        + [{"key": f"{REPLICATE_KEY} (replicates)", "values": ", ".join(map(str, runs.seeds)),
-            "count": len(runs.seeds)}]))
-    parts.append("<h3>Keys that vary</h3><p class='note'>Each combination is a group; seeds are "
-                 "replicates.</p>" + keys_table)
-    return "\n".join(parts)
-
-
 def _figure_html(figure: FigureFile) -> str:
     return (f"<figure id='{figure.name}'><h3>{html.escape(figure.title)}</h3>"
             f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,"
             f"{base64.b64encode(figure.png).decode('ascii')}'>"
             f"<figcaption>{html.escape(figure.caption)} "
-            f"<span class='files'>Files: {figure.name}.png, {figure.name}.svg</span></figcaption></figure>")
+            f"<span class='files'>Files: <a href='{figure.name}.png'>{figure.name}.png</a>, "
+            f"<a href='{figure.name}.svg'>{figure.name}.svg</a></span></figcaption></figure>")
 
 
 def _headline_names(runs: Runs, tuned: TunedView | None, figures: list[FigureFile]) -> tuple[list[str], list[str]]:
@@ -293,74 +166,106 @@ def _headline_names(runs: Runs, tuned: TunedView | None, figures: list[FigureFil
     return [], []
 
 
+def _view_note(runs: Runs, tuned: TunedView | None, layout: Layout) -> str:
+    if len(runs.tune_results):
+        note = ("Tune-then-confirm: each arm's settings were chosen on the validation split of the "
+                "tuning seeds (tuned.csv, under Configuration); only the confirmation runs, on "
+                "fresh seeds, enter this answer, the tables and the curves.")
+    elif tuned is not None:
+        note = ("Each group at its own best learning rate, chosen on the validation split "
+                "(the tuned view); the same groups at every learning rate are in "
+                "“Learning rate” below.")
+    else:
+        note = ("The learning rate was not swept, so every group trains at the rate its config sets; "
+                "one rate can suit some groups better than others (sweep optimizer.lr, or use "
+                "protocol=tune, to tune it per group).")
+    if layout.panel_key:
+        note += (f" Groups are compared within each value of {layout.panel_key}"
+                 + (" and dataset." if runs.block_keys else "."))
+    elif runs.block_keys:
+        note += " Groups are compared within each dataset."
+    return note
+
+
+def _methods(runs: Runs, tuned: TunedView | None) -> str:
+    return (
+        "Groups are the combinations of swept keys; seeds are replicates. Only completed runs "
+        "enter means, curves and tests; diverged and failed runs are counted and listed"
+        + ("; with a tuning stage only the confirmation runs enter" if len(runs.tune_results) else "")
+        + ". Interval of a group's mean: 95% expanded percentile bootstrap (Hesterberg 2015), "
+        "which never leaves the metric's range (accuracy in [0, 1], R² at most 1, losses at "
+        f"least 0); curves: a 95% {BAND_METHOD} band per epoch, also inside the range. "
+        "Comparisons: every pair of groups of a table, paired by seed on the seeds both "
+        "completed, by the sign-flip (paired permutation) test of the mean difference: exact "
+        "over all 2^n sign patterns for up to 14 seeds (its smallest attainable p is 2/2^n: "
+        "0.0625 with 5 seeds, 0.002 with 10), Monte Carlo beyond; the p-values of all pairs of a "
+        f"table are Holm-adjusted together (family-wise error at most {ALPHA:g}). Effect size: "
+        "the mean paired difference with the 95% interval obtained by inverting the same test. "
+        "A group is worse than the best when its pair with the best is rejected; identical at "
+        "every seed is a tie; otherwise it is not distinguishable with these seeds, which does "
+        "not mean equal. "
+        f"Target: {runs.target_fraction:g} × the best group's mean final value (for a "
+        "lower-is-better metric, best / fraction); epochs to target: the Kaplan-Meier median, "
+        "runs that never reached the target counted as censored at their last epoch (\"> N\" when "
+        "at most half reached it), with \"k of n reached\". Primary metric: accuracy "
+        "(classification) or R² (regression) on the test split, else validation, else training. "
+        "Probabilities (log loss, Brier score, ECE) come from each loss's own link; a loss without "
+        "one (hinge, squared loss on logits) has them \"not applicable\". ECE: 15 equal-width "
+        "bins of the top-label probability. Regression errors are in standardised target units "
+        "(the target scaled to zero mean and unit variance on the training split)."
+        + (" When datasets vary, each is compared separately." if runs.block_keys else "")
+        + (" The learning rate of the tuned view is chosen on the validation split, never on "
+           "the test split, among the rates at which every seed completed." if tuned is not None else ""))
+
+
 def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.DataFrame,
-          figures: list[FigureFile]) -> str:
+          frames: list, figures: list[FigureFile], report_dir: Path, out_dir: Path,
+          written: list[str]) -> str:
     headline, unknown = _headline_names(runs, tuned, figures)
     by_name = {f.name: f for f in figures}
-    if tuned is not None:
-        view_note = ("Each group at its own best learning rate, chosen on the validation split "
-                     "(the tuned view); the same groups at every learning rate are in "
-                     "“Learning rate” below.")
-    else:
-        view_note = ("The learning rate was not swept, so every group trains at the rate its config sets; "
-                     "one rate can suit some groups better than others (sweep optimizer.lr for the tuned view).")
-    if layout.panel_key:
-        view_note += (f" Groups are compared within each value of {layout.panel_key}"
-                      + (" and dataset." if runs.block_keys else "."))
-    elif runs.block_keys:
-        view_note += " Groups are compared within each dataset."
     answer = ("<ul class='answer'>" + "".join(
         f"<li>{f'<b>{html.escape(where)}</b>: ' if where else ''}{html.escape(text)}</li>"
         for where, text in _answer_items(answer_stats, runs, layout, tuned)) + "</ul>")
     warn = "".join(f"<p class='warn'>report.headline names '{html.escape(n)}', which this report "
                    "does not have.</p>" for n in unknown)
+    if runs.damaged:
+        warn += (f"<p class='warn'>{len(runs.damaged)} damaged run folder(s) left out; see "
+                 "<a href='#runs'>Runs</a>.</p>")
     if tuned is not None and tuned.notes:  # e.g. a rate chosen at the edge of the grid
         warn += ("<p class='warn'>Caveats of the tuned view: "
                  + html.escape(" ".join(tuned.notes)) + "</p>")
     table_title = "Final metric per group" + (" (tuned: each at its own best learning rate)"
                                               if tuned is not None else "")
     sections = [
-        f"<h2>Question</h2><p class='question'>{html.escape(_question(runs))}</p>",
-        f"<h2>Answer</h2><p class='note'>{html.escape(view_note)}</p>{answer}{warn}"
-        + "".join(_figure_html(by_name[name]) for name in headline)
-        + f"<h3>{html.escape(table_title)}</h3>"
-        + _stats_table(answer_stats, runs, layout.view_results, layout.view_keys, layout.within),
-        "<h2>Runs</h2>" + _runs_section(runs),
+        ("question", "Question", f"<p class='question'>{html.escape(_question(runs))}</p>"),
+        ("answer", "Answer", f"<p class='note'>{html.escape(_view_note(runs, tuned, layout))}</p>{answer}{warn}"
+         + "".join(_figure_html(by_name[name]) for name in headline)
+         + f"<h3>{html.escape(table_title)}</h3>" + stats_table(frames)),
+        ("configuration", "Configuration", configuration_section(runs, runs.group_keys)),
+        ("runs", "Runs", runs_section(runs, report_dir)),
     ]
     if tuned is not None:
-        sections.append(
-            "<h2>Learning rate</h2><p class='note'>Comparing groups at one shared learning rate is "
+        sections.append((
+            "learning-rate", "Learning rate",
+            "<p class='note'>Comparing groups at one shared learning rate is "
             "unfair to those whose good rates differ; the answer above uses each group's own "
             "best rate. The numbers at a shared learning rate:</p>"
             + "".join(f"<p class='warn'>{html.escape(note)}</p>" for note in tuned.notes)
-            + _lr_table(runs, tuned))
+            + lr_table(runs, tuned)))
     all_title = "All final metrics" + (" (tuned: each group at its own best learning rate)"
                                        if tuned is not None else "")
-    sections.append(f"<h2>{html.escape(all_title)}</h2><p class='note'>Mean ± std over completed "
-                    "seeds. The training loss is each run's own loss function (a CE and a KL run "
-                    "differ by the constant entropy of the target, for example).</p>"
-                    + _all_metrics_table(runs, layout))
+    sections.append(("all-metrics", all_title, "<p class='note'>Mean ± std over completed "
+                     "seeds. The training loss is each run's own loss function (a CE and a KL run "
+                     "differ by the constant entropy of the target, for example).</p>"
+                     + all_metrics_table(runs, layout)))
     others = [f for f in figures if f.name not in headline]
     if others:
-        sections.append("<h2>" + ("More figures" if headline else "Figures") + "</h2>\n"
-                        + "\n".join(_figure_html(f) for f in others))
-
-    methods = (
-        "Groups are the combinations of swept keys; seeds are replicates. Only completed runs "
-        "enter means, curves and tests; diverged and failed runs are counted and listed. "
-        "95% CI: mean ± t(0.975, n−1)·std/√n. Each group is tested against the best group of its "
-        "table (two-sided t-test: paired by seed when both groups have exactly the same seeds, "
-        "otherwise Welch's), and the p-values are Holm-corrected within each table. "
-        f"Target: {runs.target_fraction:g} × the best group's mean final value (for a "
-        "lower-is-better metric, best / fraction); epochs to target average the runs that "
-        "reached it. Primary metric: accuracy (classification) or R² (regression) on the test "
-        "split, else validation, else training."
-        + (" When datasets vary, each is compared separately." if runs.block_keys else "")
-        + (" The learning rate of the tuned view is chosen on the validation split, never on "
-           "the test split." if tuned is not None else ""))
-    sections.append(f"<h2>Methods</h2><p class='note'>{html.escape(methods)}</p>")
+        sections.append(("figures", "More figures" if headline else "Figures",
+                         "\n".join(_figure_html(f) for f in others)))
+    sections.append(("files", "Files", files_section(runs, report_dir, out_dir, written, figures)))
+    sections.append(("methods", "Methods", f"<p class='note'>{html.escape(_methods(runs, tuned))}</p>"))
     name = ", ".join(d.name for d in runs.sweep_dirs)
-
     return _TEMPLATES.get_template("index.html.j2").render(
-        name=name, sweep_dirs=[str(d) for d in runs.sweep_dirs], sections=sections,
+        name=name, sweep_dirs=[str(d) for d in runs.sweep_dirs],
+        sections=[{"id": i, "title": title, "html": body} for i, title, body in sections],
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))

@@ -39,82 +39,25 @@ Statistics across seeds and the tuned view are in ``lossbench.report.views``.
 
 from __future__ import annotations
 
-import json
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from lossbench.build import changes_results
+from lossbench.report import folders
 from lossbench.report.common import (
-    BLOCK_KEY, LR_KEY, REPLICATE_KEY, RUN_COLUMNS, STATUSES, _hashable, _is_missing, _natural_key,
-    _same, _to_float, first_reached, group_label, higher_is_better, index_of, iter_groups,
-    ordered_values, primary_metric, target_threshold)
-from lossbench.report.views import group_stats
+    BLOCK_KEY, LR_KEY, REPLICATE_KEY, RUN_COLUMNS, _hashable, _is_missing, _natural_key, _same,
+    _to_float, first_reached, group_label, higher_is_better, index_of, iter_groups, primary_metric,
+    target_threshold)
+from lossbench.report.comparisons import group_stats
+from lossbench.report.exports import SchemaError, read_curves, read_results
+from lossbench.report.runs import NoRunsError, Runs
 
-class NoRunsError(ValueError):
-    """A sweep directory does not exist or holds no run directory with a ``summary.json``."""
-
-
-@dataclass
-class Runs:
-    """Every run of one or more sweep directories, as tables.
-
-    ``results`` (one row per run) and ``curves`` (one row per run and evaluation) are described in
-    the module docstring. ``group_keys`` are the swept keys (override names) in the order they
-    first appear; ``block_keys`` the subset within which groups are compared (``["dataset"]`` when
-    it varies, else ``[]``). ``missing`` lists run directories Hydra created but that have no
-    ``summary.json`` (interrupted); ``duplicates`` those dropped because another run had the same
-    config hash (the completed, then newest, one is kept). ``question``: the top-level
-    ``question`` string of the runs' config when they all share one (an experiment file may set
-    it), else None; read from the sweep's ``multirun.yaml`` (the latest launch) when there is one.
-    ``skipped``: the jobs a sweep skipped as impossible combinations
-    (``sweep.skip_invalid=true``), each ``{"overrides": [...], "message": ...}``, from the sweep
-    folder's ``skipped.json`` (see ``skipped_combinations``). ``common_overrides``: the overrides
-    every run shares (e.g. ``experiment=l2_vs_ce``), which name no group. ``headline``: the
-    figure names listed under ``report.headline`` (a name or a list), found like ``question``.
-    ``loss_nodes``: run_id -> (the ``loss`` group choice, the run's ``loss`` config node), as read
-    with the run, for the report's gradient figure.
-    """
-
-    results: pd.DataFrame
-    curves: pd.DataFrame
-    group_keys: list[str]
-    block_keys: list[str]
-    sweep_dirs: list[Path]
-    target_fraction: float
-    missing: list[Path] = field(default_factory=list)
-    duplicates: list[Path] = field(default_factory=list)
-    question: str | None = None
-    skipped: list[dict] = field(default_factory=list)
-    common_overrides: list[str] = field(default_factory=list)
-    headline: list[str] | None = None
-    loss_nodes: dict[str, tuple[str | None, dict]] = field(default_factory=dict)
-
-    @property
-    def key_values(self) -> dict[str, list]:
-        """Each group key with its distinct values, in sweep order (numbers ascending)."""
-        return {key: ordered_values(self.results[key]) for key in self.group_keys}
-
-    @property
-    def seeds(self) -> list:
-        """The distinct seeds of all runs, ascending."""
-        return sorted(self.results[REPLICATE_KEY].dropna().unique().tolist())
-
-    @property
-    def status_counts(self) -> dict[str, int]:
-        """How many runs completed, diverged and failed (plus any other status seen)."""
-        counts = self.results["status"].value_counts().to_dict()
-        return {status: int(counts.pop(status, 0)) for status in STATUSES} | counts
-
-    @property
-    def lr_varies(self) -> bool:
-        """True when the learning rate is one of the swept keys (the tuned view applies)."""
-        return LR_KEY in self.group_keys
-
+# Runs is built here; the typed readers of the files the report writes live in exports
+__all__ = ["NoRunsError", "Runs", "SchemaError", "load_runs", "read_curves", "read_results",
+           "read_skipped", "skipped_combinations"]
 
 
 def skipped_combinations(runs: Runs) -> pd.DataFrame:
@@ -152,45 +95,110 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
 
     A run is any depth-1 subdirectory holding ``summary.json`` (a directory that itself holds one
     counts as a single run). Subdirectories with ``.hydra/`` but no ``summary.json`` are reported
-    as missing. Runs with the same ``config_hash`` are the same run: the completed one is kept,
-    else the newest ``summary.json``. Raises ``NoRunsError`` for a directory that does not exist
-    or when no run is found.
+    as missing, like the jobs listed in a sweep's ``missing.json``. A run folder whose files are
+    damaged (``lossbench.report.folders``) is listed in ``Runs.damaged`` with the reason and left
+    out. Runs with the same ``config_hash`` are the same run: the completed one is kept, else the
+    newest ``summary.json``. When some runs have ``stage: tune`` (``protocol=tune``), only the
+    other runs (``confirm``, or no stage) are compared; the tuning runs are in ``Runs.tune_results``.
+    Raises ``NoRunsError`` for a directory that does not exist or when no usable run is found.
     """
     if not 0.0 < target_fraction <= 1.0:
         raise ValueError(f"target_fraction must be in (0, 1], got {target_fraction!r}")
     sweep_dirs = [Path(d) for d in sweep_dirs]
     if not sweep_dirs:
         raise NoRunsError("no sweep directory given")
-    records, missing, skipped = [], [], []
+    records, missing, skipped, missing_jobs, damaged, problems, tuned, plan = [], [], [], [], [], [], [], None
     for sweep_dir in sweep_dirs:
         run_dirs, sweep_missing = _find_run_dirs(sweep_dir)
         missing.extend(sweep_missing)
-        skipped.extend(read_skipped(sweep_dir))
-        records.extend(_read_run(run_dir, sweep_dir) for run_dir in run_dirs)
+        for name, key, into in (("skipped.json", "skipped", skipped), ("missing.json", "missing", missing_jobs)):
+            jobs, problem = folders.read_jobs(sweep_dir, name, key)
+            into.extend(jobs)
+            problems.extend([f"{sweep_dir}: {problem}"] if problem else [])
+        table, problem = folders.read_tuned(sweep_dir)
+        tuned.extend([table] if table is not None else [])
+        found, plan_problem = folders.read_sweep_plan(sweep_dir)
+        plan = plan if plan is not None else found
+        problems.extend(f"{sweep_dir}: {text}" for text in (problem, plan_problem) if text)
+        for run_dir in run_dirs:
+            try:
+                records.append(_read_run(run_dir, sweep_dir))
+            except folders.DamagedRun as error:
+                damaged.append((run_dir, str(error)))
     if not records:
-        raise NoRunsError("no runs (subdirectories with summary.json) in "
-                          + ", ".join(f"'{d}'" for d in sweep_dirs))
+        raise NoRunsError("no runs (subdirectories with an intact summary.json) in "
+                          + ", ".join(f"'{d}'" for d in sweep_dirs)
+                          + (f"; {len(damaged)} damaged: " + "; ".join(f"{d.name}: {why}" for d, why in damaged[:3])
+                             if damaged else ""))
     records, duplicates = _dedupe(records)
     _unique_run_ids(records)
+    tuned_table = pd.concat(tuned, ignore_index=True) if tuned else None
 
-    group_keys = _varying_keys(records)
+    tune = [r for r in records if r["summary"].get("stage") == "tune"]
+    compared = [r for r in records if r["summary"].get("stage") != "tune"]
+    if not compared:  # only a tuning stage so far (the sweep was stopped): compare what there is
+        compared, tune = tune, []
+    tuned_keys = _tuned_keys(plan, tuned_table, tune)
+    group_keys = [key for key in _varying_keys(compared) if key not in tuned_keys]
     block_keys = [BLOCK_KEY] if BLOCK_KEY in group_keys else []
-    records = _in_sweep_order(records, group_keys, _sweep_orders(sweep_dirs))
-    results = _results_table(records, group_keys)
-    curves = _curves_table(records, results, group_keys)
+    orders = _sweep_orders(sweep_dirs)
+    compared = _in_sweep_order(compared, group_keys, orders)
+    tune = _in_sweep_order(tune, group_keys + tuned_keys, orders)
+    key_columns = group_keys + [k for k in tuned_keys if k not in group_keys]
+    results = _results_table(compared, group_keys, key_columns)
+    curves = _curves_table(compared, results, group_keys)
     _add_targets(results, curves, group_keys, block_keys, target_fraction)
+    tune_results = _results_table(tune, group_keys, key_columns) if tune else results.iloc[0:0].copy()
     # the latest launch's multirun.yaml first: question and headline are not part of the config
     # hash, so runs reused by a resumed sweep still hold the text of the launch that made them
-    configs = [c for c in map(_multirun_config, sweep_dirs) if c is not None] or [r["config"] for r in records]
+    configs = [c for c in map(folders.read_multirun, sweep_dirs) if c is not None] or [r["config"] for r in records]
     question = _shared_setting(configs, ("question",))
     headline = _shared_setting(configs, ("report", "headline"))
     common = set.intersection(*(set(record["raw_overrides"]) for record in records))
+    by_id = {record["run_id"]: record for record in [*compared, *tune]}
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
                 sweep_dirs=sweep_dirs, target_fraction=target_fraction, missing=missing,
                 duplicates=duplicates, question=question if isinstance(question, str) else None,
                 skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline),
-                loss_nodes={record["run_id"]: (record["choices"].get("loss"), record["config"].get("loss"))
-                            for record in records})
+                missing_jobs=missing_jobs, damaged=damaged, problems=problems,
+                tune_results=tune_results, tuned=tuned_table, tuned_keys=tuned_keys, plan=plan,
+                configs={run_id: r["config"] for run_id, r in by_id.items()},
+                choices={run_id: r["choices"] for run_id, r in by_id.items()},
+                provenance={run_id: r["summary"].get("provenance") or {} for run_id, r in by_id.items()},
+                versions={run_id: r["summary"].get("lossbench_version") for run_id, r in by_id.items()},
+                split_sizes={run_id: r["summary"].get("split_sizes") for run_id, r in by_id.items()
+                             if isinstance(r["summary"].get("split_sizes"), dict)},
+                gradients={run_id: r["gradients"] for run_id, r in by_id.items() if r["gradients"] is not None},
+                calibration={run_id: r["calibration"] for run_id, r in by_id.items()
+                             if r["calibration"] is not None})
+
+
+TUNED_META = ("objective", "objective_value", "n_settings", "edge_extended")
+
+
+def _tuned_keys(plan: dict | None, tuned: pd.DataFrame | None, tune: list[dict]) -> list[str]:
+    """The keys a ``protocol=tune`` sweep tuned per arm (settings of an arm, never group keys).
+
+    From ``sweep.json`` (``tuned_keys``), else the columns of ``tuned.csv`` other than the
+    objective columns that vary among tuning runs sharing every other column; else, with tuning
+    runs present, ``optimizer.lr``.
+    """
+    listed = (plan or {}).get("tuned_keys")
+    if isinstance(listed, list) and all(isinstance(k, str) for k in listed):
+        return list(listed)
+    if tuned is not None:
+        candidates = [c for c in tuned.columns if c not in TUNED_META]
+        keys = []
+        for key in candidates:
+            others = [c for c in candidates if c != key]
+            seen: dict = {}
+            for record in tune:
+                identity = tuple(_hashable(_key_value(record, c)) for c in others)
+                seen.setdefault(identity, set()).add(_hashable(_key_value(record, key)))
+            if any(len(values) > 1 for values in seen.values()):
+                keys.append(key)
+        return keys
+    return [LR_KEY] if tune else []
 
 
 def _figure_names(value) -> list[str] | None:
@@ -198,15 +206,6 @@ def _figure_names(value) -> list[str] | None:
     if isinstance(value, str):
         value = [value]
     return [str(v) for v in value] if isinstance(value, (list, tuple)) and value else None
-
-
-def _multirun_config(sweep_dir: Path) -> dict | None:
-    """The config Hydra saved in ``multirun.yaml`` when the sweep was (last) launched, if any."""
-    try:
-        config = yaml.safe_load((Path(sweep_dir) / "multirun.yaml").read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    return config if isinstance(config, dict) else None
 
 
 def _shared_setting(configs: list[dict], path: tuple[str, ...]):
@@ -222,26 +221,23 @@ def _shared_setting(configs: list[dict], path: tuple[str, ...]):
 
 
 def read_skipped(sweep_dir: Path) -> list[dict]:
-    """The jobs recorded in ``skipped.json`` of a sweep folder (none when the file is absent)."""
-    try:
-        return list(json.loads((Path(sweep_dir) / "skipped.json").read_text())["skipped"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return []
+    """The jobs recorded in ``skipped.json`` of a sweep folder (none when the file is absent or damaged)."""
+    return folders.read_jobs(Path(sweep_dir), "skipped.json", "skipped")[0]
 
 
 def _sweep_orders(sweep_dirs: list[Path]) -> dict[str, list]:
     """The value order the user typed for each swept key ("loss=l2,bce,ce"), from multirun.yaml."""
     orders: dict[str, list] = {}
     for sweep_dir in sweep_dirs:
-        path = sweep_dir / "multirun.yaml"
-        if not path.is_file():
+        multirun = folders.read_multirun(sweep_dir)
+        hydra_node = multirun.get("hydra") if multirun else None
+        if not isinstance(hydra_node, dict):
             continue
-        try:
-            hydra_node = (yaml.safe_load(path.read_text()) or {}).get("hydra") or {}
-        except yaml.YAMLError:
-            continue
-        params = (hydra_node.get("sweeper") or {}).get("params") or {}
-        task = (hydra_node.get("overrides") or {}).get("task") or []
+        sweeper, overrides = hydra_node.get("sweeper"), hydra_node.get("overrides")
+        params = sweeper.get("params") if isinstance(sweeper, dict) else None
+        params = params if isinstance(params, dict) else {}
+        task = overrides.get("task") if isinstance(overrides, dict) else None
+        task = task if isinstance(task, list) else []
         for text in [f"{k}={v}" for k, v in params.items()] + list(task):
             key, sep, values = str(text).lstrip("+").partition("=")
             if not sep or "(" in values or "[" in values:
@@ -289,24 +285,13 @@ def _find_run_dirs(sweep_dir: Path) -> tuple[list[Path], list[Path]]:
 
 
 def _read_run(run_dir: Path, sweep_dir: Path) -> dict:
-    """Everything results.py needs from one run directory."""
-    summary = json.loads((run_dir / "summary.json").read_text())
-    config = summary.get("config")
-    if config is None and (run_dir / ".hydra" / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
-    overrides = summary.get("overrides")
-    if overrides is None and (run_dir / ".hydra" / "overrides.yaml").is_file():
-        overrides = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text())
-    metrics_path = run_dir / "metrics.csv"
-    curve = pd.read_csv(metrics_path) if metrics_path.is_file() and metrics_path.stat().st_size else None
-    parsed = [kv for kv in map(_parse_override, overrides or []) if kv is not None]
-    return {
-        "run_dir": run_dir, "sweep_dir": sweep_dir, "summary": summary, "config": config or {},
-        "choices": summary.get("choices") or {}, "overrides": dict(parsed),
-        "raw_overrides": [str(o) for o in overrides or []],
-        "override_order": [key for key, _ in parsed], "curve": curve,
-        "mtime": (run_dir / "summary.json").stat().st_mtime,
-    }
+    """One run folder as a record (``folders.read_run`` plus its parsed overrides); DamagedRun if damaged."""
+    record = folders.read_run(run_dir)
+    summary, overrides = record["summary"], record["overrides"]
+    parsed = [kv for kv in map(_parse_override, overrides) if kv is not None]
+    return {**record, "run_dir": run_dir, "sweep_dir": sweep_dir,
+            "choices": summary.get("choices") or {}, "overrides": dict(parsed),
+            "raw_overrides": list(overrides), "override_order": [key for key, _ in parsed]}
 
 
 def _parse_override(text: str) -> tuple[str, object] | None:
@@ -388,14 +373,15 @@ def _varying_keys(records: list[dict]) -> list[str]:
     return varying
 
 
-def _results_table(records: list[dict], group_keys: list[str]) -> pd.DataFrame:
-    """One row per run (see the module docstring)."""
+def _results_table(records: list[dict], group_keys: list[str], key_columns: list[str]) -> pd.DataFrame:
+    """One row per run (see the module docstring); ``key_columns``: group keys plus tuned keys."""
     rows = []
     for record in records:
         summary = record["summary"]
-        keys = {key: _key_value(record, key) for key in [*group_keys, REPLICATE_KEY]}
+        keys = {key: _key_value(record, key) for key in [*key_columns, REPLICATE_KEY]}
         row = {
             "run_id": record["run_id"], **keys, "group": group_label(keys, group_keys),
+            "stage": summary.get("stage"),
             "status": summary.get("status"), "message": summary.get("message"),
             "task": summary.get("task"), "stop_epoch": summary.get("stop_epoch"),
             "wall_time_s": _to_float(summary.get("wall_time_s")),
@@ -409,7 +395,8 @@ def _results_table(records: list[dict], group_keys: list[str]) -> pd.DataFrame:
         row.update({f"final_{name}": _to_float(value) for name, value in final.items()})
         row.update({f"best_{name}": _to_float(value) for name, value in (summary.get("best") or {}).items()})
         rows.append(row)
-    results = pd.DataFrame(rows)
+    results = pd.DataFrame(rows, columns=None if rows else ["run_id", *key_columns, REPLICATE_KEY,
+                                                            "group", "stage", "status", "message"])
     results["message"] = results["message"].astype(object).where(results["message"].notna(), None)
     return results
 
@@ -449,7 +436,8 @@ def _add_targets(results: pd.DataFrame, curves: pd.DataFrame, group_keys: list[s
             continue  # e.g. every run of the block failed before its first evaluation
         results.loc[block.index, "primary_metric"] = metric
         higher = higher_is_better(metric)
-        means = group_stats(block, f"final_{metric}", group_keys, block_keys)["mean"].astype(float)
+        means = group_stats(block, f"final_{metric}", group_keys, block_keys, compare=False,
+                            interval=False)["mean"].astype(float)
         if not np.isfinite(means).any():
             continue
         threshold = target_threshold(means.max() if higher else means.min(), target_fraction, higher)
