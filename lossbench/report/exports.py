@@ -54,6 +54,11 @@ def results_table(runs) -> pd.DataFrame:
     return _typed(table)
 
 
+def _is_text(series: pd.Series) -> bool:
+    """Object or string dtype (pandas >= 3 reads text as ``str``, earlier versions as ``object``)."""
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
 def _typed(table: pd.DataFrame) -> pd.DataFrame:
     """Text columns as object (None for missing), integer columns as nullable Int64, numbers as float."""
     table = table.copy()
@@ -66,7 +71,7 @@ def _typed(table: pd.DataFrame) -> pd.DataFrame:
             numeric = pd.to_numeric(series, errors="coerce")
             if numeric.notna().sum() == series.notna().sum() and (numeric.dropna() % 1 == 0).all():
                 table[column] = numeric.astype("Int64")
-        elif series.dtype == object:
+        elif _is_text(series):
             numeric = pd.to_numeric(series, errors="coerce")
             if series.notna().any() and numeric.notna().sum() == series.notna().sum() and \
                     not any(isinstance(v, (bool, np.bool_)) for v in series.dropna()):
@@ -105,7 +110,7 @@ def _write_parquet(path: Path, frame: pd.DataFrame) -> bool:
         return False
     frame = frame.copy()
     for column in frame.columns:  # mixed text and numbers: Parquet needs one type per column
-        if frame[column].dtype == object and len({type(v) for v in frame[column].dropna()}) > 1:
+        if _is_text(frame[column]) and len({type(v) for v in frame[column].dropna()}) > 1:
             frame[column] = frame[column].map(lambda v: v if v is None else format_value(v))
     buffer = io.BytesIO()
     frame.to_parquet(buffer, index=False)

@@ -96,7 +96,7 @@ def read_csv(path: Path, numeric: bool = True) -> pd.DataFrame:
         raise DamagedRun(f"{path.name} is not valid CSV ({_short(error)})") from None
     if numeric:
         for column in table.columns:
-            if table[column].dtype == object:
+            if not pd.api.types.is_numeric_dtype(table[column]) and table[column].notna().any():
                 converted = pd.to_numeric(table[column], errors="coerce")
                 if converted.isna().sum() > table[column].isna().sum():
                     raise DamagedRun(f"{path.name} column {_short(column)!r} holds text, not numbers")

@@ -47,11 +47,15 @@ def unsafe_cell(value):
     return value
 
 
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series)
+
+
 def csv_text(frame: pd.DataFrame) -> str:
     """``frame`` as CSV text with every text cell (and column name) passed through ``safe_cell``."""
     frame = frame.copy()
     for column in frame.columns:
-        if frame[column].dtype == object or pd.api.types.is_string_dtype(frame[column]):
+        if _is_text(frame[column]):
             frame[column] = frame[column].map(safe_cell)
     frame.columns = [safe_cell(str(c)) for c in frame.columns]
     return frame.to_csv(index=False, lineterminator="\n")
@@ -66,7 +70,7 @@ def read_csv_cells(path: Path) -> pd.DataFrame:
     """A CSV written by ``write_csv``, with the formula-guard quotes removed again."""
     frame = pd.read_csv(path)
     for column in frame.columns:
-        if frame[column].dtype == object:
+        if _is_text(frame[column]):
             frame[column] = frame[column].map(unsafe_cell)
     frame.columns = [unsafe_cell(c) for c in frame.columns]
     return frame
