@@ -80,8 +80,10 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
                                       dropna=False)["time_s"].max().to_numpy(float)
         end_times = end_times[np.isfinite(end_times) & (end_times > 0)]
         log_time = end_times.size > 1 and end_times.max() / end_times.min() > 10 ** 1.5
-        x_axes = [("epoch", "epoch"),
-                  ("time_s", "training time (s, log scale)" if log_time else "training time (s)")]
+        log_epoch = _early_rise(summary)
+        x_axes = [("epoch", "epoch (log scale)" if log_epoch else "epoch"),
+                  ("time_s", "training time (s, wall-clock, log scale)" if log_time
+                   else "training time (s, wall-clock)")]
         for x_index, (x, x_label) in enumerate(x_axes):
             ax = axes[2 * b + x_index, column] if panel_key else axes[b, x_index]
             for values, group in iter_groups(part, colour_keys):
@@ -100,6 +102,9 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
                     used.append(label)
             if x == "time_s" and log_time:
                 ax.set_xscale("log")
+            elif x == "epoch" and log_epoch:
+                ax.set_xscale("symlog", linthresh=1.0)  # epoch 0 (before training) stays on the axis
+                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
             elif x == "time_s":
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # long decimals would overlap
             if _log_scale(y_values, metric):
@@ -115,6 +120,29 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
                  "(mean and 95% CI over seeds)")
     _legend(fig, styles, used)
     return fig
+
+
+EARLY_FRACTION = 0.05  # "the first few percent of the epochs"
+EARLY_CHANGE = 0.8     # ... hold this much of a curve's total change
+
+
+def _early_rise(summary: pd.DataFrame) -> bool:
+    """True when the mean curves (median over groups) make 80% of their change from the first to
+    the last epoch within the first 5% of at least 20 epochs: a linear axis would hide it."""
+    last = summary["epoch"].max() if len(summary) else 0
+    if not last or last < 20:
+        return False
+    keys = [c for c in summary.columns if c not in ("epoch", "n", "mean", "std", "ci_low", "ci_high", "time_s")]
+    shares = []
+    for _, group in (summary.groupby(keys, dropna=False, sort=False) if keys else [(None, summary)]):
+        group = group.sort_values("epoch")
+        mean = group["mean"].to_numpy(float)
+        total = mean[-1] - mean[0]
+        if not np.isfinite(total) or total == 0:
+            continue
+        early = group["epoch"].to_numpy(float) <= EARLY_FRACTION * last
+        shares.append(np.max(np.abs(mean[early] - mean[0])) / abs(total) if early.any() else 0.0)
+    return bool(shares) and float(np.median(shares)) >= EARLY_CHANGE
 
 
 def _log_axis(ax, values: np.ndarray) -> None:
