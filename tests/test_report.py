@@ -262,7 +262,7 @@ def test_two_keys_give_one_panel_per_value_of_the_last(noise_sweep):
     figure = report._curves_figure(runs, layout, runs.curves, "test_accuracy")
     titles = [ax.get_title() for ax in figure.axes]
     assert titles == ["label_noise=0", "label_noise=0.2", "label_noise=0.4"] * 2  # epoch row, time row
-    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 3 + ["training time (s)"] * 3
+    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 3 + ["training time (s, wall-clock)"] * 3
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["loss=bce", "loss=l2"]  # folder order
     # within a panel: one line per loss, the mean over the three seeds
     l2_line = figure.axes[2].get_lines()[1]
@@ -379,3 +379,10 @@ def test_epochs_to_target_treat_unreached_runs_as_censored(tmp_path):
     page = report.build_report([tmp_path]).read_text()
     assert "loss=a 2 (5 of 5 reached), loss=b &gt; 4 (2 of 5 reached)" in page
     assert "<td>&gt; 4 (2 of 5 reached)</td>" in page  # the table, not an average of the two
+
+
+def test_no_figure_prints_mathtext_source(classification_sweep):
+    # labels are plain text (text.parse_math off), so log axes need plain tick labels too
+    sweep, _ = classification_sweep
+    for svg in (sweep / "report").glob("*.svg"):
+        assert "mathdefault" not in svg.read_text() and "10^{" not in svg.read_text(), svg.name

@@ -33,7 +33,7 @@ from lossbench.report.common import (
     METRIC_RANGE, REPLICATE_KEY, group_label, higher_is_better, iter_groups)
 
 ALPHA = 0.05  # family-wise error rate of the comparisons within one block
-BAND_METHOD = "t interval on the logit/log scale"  # curves: cheap per epoch, inside the range
+BAND_METHOD = "t interval on the logit or log scale"  # curves: cheap per epoch, inside the range
 BAND_STATS_METHOD = "logit-t"
 
 

@@ -160,7 +160,8 @@ def _reliability_figure(runs: Runs, layout: Layout) -> Figure | None:
     n_cols = min(len(panels), 4)
     n_rows = math.ceil(len(panels) / n_cols)
     n_groups = max(len(groups) + len(na) for _, groups, na in panels)
-    fig = Figure(figsize=(4.2 * n_cols + 0.4, (5.6 + 0.2 * n_groups) * n_rows + 0.6), layout="constrained")
+    fig = Figure(figsize=(max(4.2 * n_cols + 0.4, 6.0), (5.6 + 0.2 * n_groups) * n_rows + 0.8),
+                 layout="constrained")
     # a subfigure per panel, so each panel's legend (its ECE values) sits under it in the layout
     subfigures = np.atleast_1d(fig.subfigures(n_rows, n_cols, squeeze=False)).ravel()
     for subfigure, (title, groups, not_applicable) in zip(subfigures, panels):
@@ -192,7 +193,7 @@ def _reliability_figure(runs: Runs, layout: Layout) -> Figure | None:
         counts_ax.set_ylabel("samples\nper bin")
         split = groups[0][3] if groups else ""
         ax.set_title(", ".join(t for t in (title, f"{split} split" if split else "") if t))
-    fig.suptitle("Reliability diagram (15 bins pooled over seeds; dotted diagonal = perfect calibration)")
+    fig.suptitle("Reliability diagram\n(15 bins pooled over seeds; dotted diagonal: perfect calibration)")
     return fig
 
 

@@ -20,7 +20,7 @@ from lossbench.report.common import (
     LR_KEY, METRIC_RANGE, format_value, index_of, iter_groups, mask_equal, ordered_values)
 from lossbench.report.layout import (
     LOG_METRICS, MAX_BOX_ROWS, Layout,
-    _legend, _facet_title, _group_label, _label_keys, _metric_label, _panels,
+    _legend, _facet_title, plain_log_ticks, _group_label, _label_keys, _metric_label, _panels,
     _sentence_case, _split_keys, _styles)
 from lossbench.report.tables import Runs
 from lossbench.report.comparisons import curve_stats, group_stats
@@ -102,9 +102,10 @@ def _curves_figure(runs: Runs, layout: Layout, view_curves: pd.DataFrame, metric
                     used.append(label)
             if x == "time_s" and log_time:
                 ax.set_xscale("log")
+                plain_log_ticks(ax.xaxis)
             elif x == "epoch" and log_epoch:
                 ax.set_xscale("symlog", linthresh=1.0)  # epoch 0 (before training) stays on the axis
-                ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+                plain_log_ticks(ax.xaxis)
             elif x == "time_s":
                 ax.xaxis.set_major_locator(MaxNLocator(nbins=4))  # long decimals would overlap
             if _log_scale(y_values, metric):

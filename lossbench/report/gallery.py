@@ -42,8 +42,8 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
     curve_metrics = ["train_loss"] + [f"{split}_{m}" for task in ("classification", "regression")
                                       if task in tasks for m in CURVE_METRICS[task]]
     for metric in curve_metrics:
-        caption = (f"Mean {_metric_label(metric)} over completed seeds with a 95% {BAND_METHOD} "
-                   "band (inside the metric's range), against epoch"
+        caption = (f"Mean {_metric_label(metric)} over completed seeds with a 95% band for the mean "
+                   f"({BAND_METHOD}, so inside the metric's range), against epoch"
                    + (" (top row) and training time (bottom row)." if layout.panel_key else
                       " (left) and training time (right).")
                    + " Diverged and failed runs are excluded. The epoch axis is logarithmic when "
@@ -91,8 +91,8 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
 
     if tuned is not None:
         figures.append(("learning_rate", "Sensitivity to the learning rate",
-                        f"Mean final validation metric (train if there is no val split) with 95% "
-                        f"{BAND_METHOD} interval against the learning rate; the star marks each "
+                        "Mean final validation metric (train if there is no val split) with its "
+                        "95% interval (expanded percentile bootstrap) against the learning rate; the star marks each "
                         "group's chosen rate (never one where a seed diverged or failed when "
                         "another rate had none)." + panel_note, _lr_figure(runs, tuned)))
     if len(runs.tune_results):

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from lossbench.report.common import group_label, iter_groups, mask_equal, ordered_values
 from lossbench.report.tables import Runs
@@ -31,7 +32,7 @@ METRIC_NAMES = {  # name, unit (axis labels add the unit)
     "accuracy": ("accuracy", "fraction correct"),
     "log_loss": ("log loss", "nats per sample"),
     "brier": ("Brier score", "mean squared error of probabilities"),
-    "ece": ("ECE (15 bins, top-label)", "expected calibration error"),
+    "ece": ("ECE (15 bins, top-label)", ""),
     "mse": ("mean squared error", "standardised target units²"),
     "mae": ("mean absolute error", "standardised target units"),
     "r2": ("R²", "fraction of variance explained"),
@@ -202,3 +203,10 @@ def _legend(fig: Figure, styles: dict[str, dict], labels: list[str], marker: boo
         ncols = math.ceil(len(labels) / math.ceil(len(labels) / fits))  # rows as full as possible
         fig.legend([_line_handle(styles[label], marker) for label in labels], labels,
                    loc="outside lower center", ncols=ncols, frameon=False, handlelength=3.2)
+
+
+def plain_log_ticks(axis) -> None:
+    """Plain-number tick labels (0.01, 0.1, 1) on a log axis: with ``text.parse_math`` off (labels
+    are plain text), matplotlib's default ``$10^{-2}$`` labels would print as that source."""
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())

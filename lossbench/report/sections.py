@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lossbench.report.answers import censored_target, difference_text
+from lossbench.report.answers import censored_target
 from lossbench.report.common import LR_KEY, REPLICATE_KEY, TASK_METRICS, format_value, higher_is_better, iter_groups, mask_equal, ordered_values
 from lossbench.report.comparisons import group_stats
 from lossbench.report.layout import (
@@ -55,8 +55,8 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
                 "95% CI of the mean": ci,
                 "rank": _fmt(row["rank"], 0),
                 "against the best": VERDICTS.get(row["verdict"], row["verdict"]),
-                "paired difference (95% CI), Holm p": (difference_text(row) if row["verdict"] in
-                                                       ("worse", "not distinguishable") else "–"),
+                "difference to the best [95% CI]": _difference_cell(row),
+                "Holm p": _fmt_p(row["p_holm"]),
                 "smallest attainable p": _fmt_p(row["min_p"]),
                 "epochs to target (median)": epochs.text if epochs is not None else "–",
                 "seconds to target (median)": (f"{'> ' if seconds.median_is_censored else ''}"
@@ -76,6 +76,20 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
         note = f"Final {_metric_label(metric)}, {direction}, over completed seeds.{target_text}"
         out.append((_facet_title(block_values, table_keys), note, table))
     return out
+
+
+def _difference_cell(row) -> str:
+    """``"−0.040 [−0.052, −0.028]"``: this group minus the best, paired by seed, with its interval."""
+    if row["verdict"] not in ("worse", "not distinguishable", "tied") or not np.isfinite(row["difference"]):
+        return "–"
+    low, high = row["diff_low"], row["diff_high"]
+    interval = (f"[{_signed(low)},{NBSP}{_signed(high)}]" if np.isfinite(low) and np.isfinite(high)
+                else f"(not estimable with {int(row['n_paired'])} seeds)")
+    return f"{_signed(row['difference'])} {interval}"
+
+
+def _signed(value: float) -> str:
+    return f"{value:+.3f}".replace("-", "−")
 
 
 def stats_table(frames: list[tuple[str, str, pd.DataFrame]]) -> str:
@@ -182,9 +196,12 @@ def runs_section(runs: Runs, report_dir: Path) -> str:
     status_text = ", ".join(f"{count} {status}" for status, count in counts.items())
     n_missing = len(runs.missing) + len(runs.missing_jobs)
     extra = [f"{len(runs.damaged)} damaged"] * bool(runs.damaged) + [f"{n_missing} missing"] * bool(n_missing)
-    stage = f" and {len(runs.tune_results)} tuning runs" if len(runs.tune_results) else ""
-    parts = [f"<p>{len(runs.results)} runs{' (confirmation stage)' if stage else ''}{stage}: "
-             f"{html.escape(status_text)}{'; ' + ', '.join(extra) if extra else ''}.</p>"]
+    text = f"{len(runs.results)} {'confirmation ' if len(runs.tune_results) else ''}runs: {status_text}"
+    if len(runs.tune_results):
+        tune_counts = runs.tune_results["status"].value_counts().to_dict()
+        text += (f"; plus {len(runs.tune_results)} tuning runs: "
+                 + ", ".join(f"{tune_counts.get(s, 0)} {s}" for s in ("completed", "diverged", "failed")))
+    parts = [f"<p>{html.escape(text)}{'; ' + ', '.join(extra) if extra else ''}.</p>"]
     if runs.damaged:
         parts.append(f"<h3>Damaged run folders (left out)</h3><p class='warn'>{len(runs.damaged)} run "
                      "folder(s) have files that cannot be trusted; they are not in any table or figure.</p>"
@@ -247,8 +264,8 @@ def configuration_section(runs: Runs, compared: list[str]) -> str:
                      "runs use it.</p>" + _table(runs.tuned.map(_cell_text)))
     provenance = provenance_rows([runs.provenance.get(i, {}) for i in ids], [runs.versions.get(i) for i in ids])
     if len(provenance):
-        parts.append("<h3>Provenance</h3><p class='note'>Versions and machine of the runs (several "
-                     "values: the runs came from more than one).</p>" + _table(provenance))
+        parts.append("<h3>Provenance</h3><p class='note'>Versions and machine of the runs; an item "
+                     "with several values means the runs came from more than one.</p>" + _table(provenance))
     return "\n".join(parts)
 
 

@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from lossbench.report.common import (
     LR_KEY, METRIC_RANGE, format_value, iter_groups, mask_equal, ordered_values)
 from lossbench.report.layout import (
-    _group_label, _label_keys, _legend, _metric_label, _panels, _rows_matching, _split_keys, _styles)
+    _group_label, _label_keys, _legend, _metric_label, _panels, _rows_matching, _split_keys, _styles, plain_log_ticks)
 from lossbench.report.tables import Runs
 from lossbench.report.comparisons import group_stats
 from lossbench.report.views import TunedView
@@ -59,6 +59,7 @@ def _lr_figure(runs: Runs, tuned: TunedView) -> Figure | None:
                            linewidths=0.8, zorder=5)
             used.append(label) if label not in used else None
         ax.set_xscale("log")
+        plain_log_ticks(ax.xaxis)
         ax.set_xlabel("learning rate (optimizer.lr, log scale)")
         ax.set_title(title or "selection metric by learning rate")
     axes[0].set_ylabel(("final " + _metric_label(selected_on.removeprefix("final_"))).replace(" (", "\n("))
@@ -111,7 +112,7 @@ def _sensitivity_figure(runs: Runs) -> Figure | None:
     arm_keys = _label_keys(runs.group_keys, runs.block_keys)
     styles = _styles(runs, arm_keys)
     blocks = list(iter_groups(table, runs.block_keys))
-    fig = Figure(figsize=(min(5.4 * len(keys) + 1.0, 16), 3.9 * len(blocks) + 1.3), layout="constrained")
+    fig = Figure(figsize=(min(max(5.4 * len(keys) + 1.0, 8.0), 16), 3.9 * len(blocks) + 1.5), layout="constrained")
     axes = fig.subplots(len(blocks), len(keys), squeeze=False, sharey="row")
     used = []
     for b, (block_values, block) in enumerate(blocks):
@@ -148,12 +149,13 @@ def _sensitivity_figure(runs: Runs) -> Figure | None:
             positive = table[key].astype(float)
             if (positive > 0).all() and positive.max() / positive.min() > 20:
                 ax.set_xscale("log")
+                plain_log_ticks(ax.xaxis)
             ax.set_xlabel(key + (" (log scale)" if ax.get_xscale() == "log" else ""))
             title = ", ".join(f"{k}={format_value(v)}" for k, v in zip(runs.block_keys, block_values))
             ax.set_title(title or f"objective against {key}")
         axes[b, 0].set_ylabel(("final " + _metric_label(metric.removeprefix("final_"))).replace(" (", "\n("))
     fig.suptitle("Tuning stage: objective against each tuned key (mean over tuning seeds)\n"
-                 "★ = the setting chosen for the confirmation runs; ✕ = some tuning seed diverged or failed")
+                 "★ chosen for the confirmation runs;  ✕ a tuning seed diverged or failed", fontsize=10.5)
     _legend(fig, styles, used, marker=True)
     return fig
 
