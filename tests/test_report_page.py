@@ -208,3 +208,9 @@ def test_log_epoch_axis_when_curves_rise_in_the_first_few_percent(tmp_path):
     runs = load_runs([tmp_path / "slow"])
     figure = figures._curves_figure(runs, layout._layout(runs, None), runs.curves, "test_accuracy")
     assert figure.axes[0].get_xscale() == "linear"
+
+
+def test_an_arm_tuned_at_the_grid_edge_is_said_in_words(tuned_sweep):
+    _, index = tuned_sweep
+    assert ("loss=b: the best setting was on the edge of the tuning grid, so the grid was extended "
+            "beyond it") in index.read_text()

@@ -48,7 +48,7 @@ def difference_text(row, digits: int = 3) -> str:
 
 
 def _signed(value: float, digits: int) -> str:
-    return "–" if not np.isfinite(value) else f"{value:+.{digits}f}".replace("-", "−")
+    return "–" if not np.isfinite(value) else f"{value + 0.0:+.{digits}f}".replace("-", "−")
 
 
 def censored_target(rows: pd.DataFrame, column: str = "target_epoch") -> stats.CensoredSummary | None:

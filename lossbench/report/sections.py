@@ -80,7 +80,9 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
 
 def _difference_cell(row) -> str:
     """``"−0.040 [−0.052, −0.028]"``: this group minus the best, paired by seed, with its interval."""
-    if row["verdict"] not in ("worse", "not distinguishable", "tied") or not np.isfinite(row["difference"]):
+    if row["verdict"] == "tied":
+        return "0 (identical at every seed)"
+    if row["verdict"] not in ("worse", "not distinguishable") or not np.isfinite(row["difference"]):
         return "–"
     low, high = row["diff_low"], row["diff_high"]
     interval = (f"[{_signed(low)},{NBSP}{_signed(high)}]" if np.isfinite(low) and np.isfinite(high)
@@ -89,7 +91,7 @@ def _difference_cell(row) -> str:
 
 
 def _signed(value: float) -> str:
-    return f"{value:+.3f}".replace("-", "−")
+    return f"{value + 0.0:+.3f}".replace("-", "−")  # + 0.0: no "−0.000"
 
 
 def stats_table(frames: list[tuple[str, str, pd.DataFrame]]) -> str:
@@ -261,12 +263,26 @@ def configuration_section(runs: Runs, compared: list[str]) -> str:
     if runs.tuned is not None and len(runs.tuned):
         parts.append("<h3>Tuned per arm (tuning stage, tuned.csv)</h3><p class='note'>Each arm's "
                      "setting chosen on the validation split of the tuning seeds; the confirmation "
-                     "runs use it.</p>" + _table(runs.tuned.map(_cell_text)))
+                     "runs use it.</p>" + _table(runs.tuned.map(_cell_text)) + _edge_note(runs))
     provenance = provenance_rows([runs.provenance.get(i, {}) for i in ids], [runs.versions.get(i) for i in ids])
     if len(provenance):
         parts.append("<h3>Provenance</h3><p class='note'>Versions and machine of the runs; an item "
                      "with several values means the runs came from more than one.</p>" + _table(provenance))
     return "\n".join(parts)
+
+
+def _edge_note(runs: Runs) -> str:
+    """Arms whose best setting sat on the grid's edge, so the tuning grid was extended."""
+    tuned = runs.tuned
+    if "edge_extended" not in tuned.columns:
+        return ""
+    extended = tuned[tuned["edge_extended"].astype(str).str.lower().isin(("true", "1"))]
+    arm_keys = [c for c in tuned.columns if c in runs.group_keys]
+    names = [", ".join(f"{k}={format_value(row[k])}" for k in arm_keys) or "an arm" for _, row in extended.iterrows()]
+    if not names:
+        return ""
+    return ("<p class='warn'>" + html.escape("; ".join(names)) + ": the best setting was on the edge of "
+            "the tuning grid, so the grid was extended beyond it; see the sensitivity figure.</p>")
 
 
 def _cell_text(value) -> str:
