@@ -286,3 +286,34 @@ def test_every_file_the_report_writes_is_renamed_into_place(tmp_path, monkeypatc
     produced = {p for p in sweep.rglob("*") if p.is_file() and p.parent in (sweep, sweep / "report")}
     assert {"results.csv", "curves.csv", "stats.csv", "index.html"} <= {p.name for p in produced}
     assert produced <= set(renamed)  # each one written to a temporary name first, then renamed
+
+
+def test_random_corruption_never_gives_a_traceback(tmp_path):
+    """Flip, cut and insert random bytes in summary.json and the CSV files of one run, 60 times."""
+    rng = np.random.default_rng(11)
+    sweep = tmp_path / "sweep"
+    _intact(sweep)
+    bad = _damaged_run(sweep, checksums=bool(rng.integers(2)))
+    pristine = {p.name: p.read_bytes() for p in bad.iterdir() if p.is_file()}
+    outcomes = {"damaged": 0, "intact": 0}
+    for trial in range(60):
+        for name, data in pristine.items():
+            (bad / name).write_bytes(data)
+        name = ["summary.json", "metrics.csv", "gradients.csv"][trial % 3]
+        data = bytearray(pristine[name])
+        position = int(rng.integers(len(data)))
+        action = trial % 4
+        if action == 0:
+            data[position] = int(rng.integers(256))
+        elif action == 1:
+            data = data[:position]
+        elif action == 2:
+            data[position:position] = bytes(rng.integers(0, 256, 5).astype(np.uint8))
+        else:
+            data[position:position + 1] = b'"'
+        (bad / name).write_bytes(bytes(data))
+        runs = load_runs([sweep])  # must not raise
+        assert len(runs.results) in (4, 5)
+        outcomes["damaged" if runs.damaged else "intact"] += 1
+    assert outcomes["damaged"] > 30  # most corruptions are caught; the rest read as valid data
+    report.build_report([sweep])

@@ -146,6 +146,9 @@ def _check_summary(summary: dict) -> None:
                              f"{'JSON ' + ('object' if kind is dict else 'list' if kind is list else 'string')}")
     if any(not isinstance(o, str) for o in summary.get("overrides") or []):
         raise DamagedRun("summary.json 'overrides' holds something other than strings")
+    seed = summary.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise DamagedRun(f"summary.json seed {_short(seed)!r} is not an integer")
     stop = summary.get("stop_epoch")
     if stop is not None and (isinstance(stop, bool) or not isinstance(stop, int) or stop < 0):
         raise DamagedRun(f"summary.json stop_epoch {_short(stop)!r} is not an epoch number")
@@ -204,6 +207,9 @@ def _check_curve(curve: pd.DataFrame, summary: dict) -> None:
     epochs = curve["epoch"].to_numpy(dtype=float)
     if len(epochs) and (not pd.notna(epochs).all() or (len(epochs) > 1 and (epochs[1:] <= epochs[:-1]).any())):
         raise DamagedRun("metrics.csv epochs are missing or not increasing")
+    seed = summary.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise DamagedRun(f"summary.json seed {_short(seed)!r} is not an integer")
     stop = summary.get("stop_epoch")
     if summary["status"] == "completed" and isinstance(stop, int):
         last = int(epochs[-1]) if len(epochs) else -1

@@ -52,7 +52,7 @@ from lossbench.report.output import write_text
 from lossbench.report.sections import (
     all_metrics_table, configuration_section, files_section, lr_table, paper_table, runs_section,
     stats_frames, stats_table)
-from lossbench.report.tables import NoRunsError, Runs, load_runs
+from lossbench.report.tables import ReportInputError, Runs, load_runs
 from lossbench.report.views import TunedView, shared_stats, tuned_stats, tuned_view
 
 # autoescape: every value the template prints is text; sections arrive as HTML built with html.escape
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
     try:
         index = build_report(args.sweep_dirs, args.out, args.target_fraction)
-    except (NoRunsError, DamagedRun, SchemaError) as error:
+    except (ReportInputError, DamagedRun, SchemaError) as error:
         parser.error(str(error))
     except OSError as error:  # a full disk, a read-only folder: one line, no traceback
         print(f"lossbench-report: cannot write the report: {error.strerror or error}"

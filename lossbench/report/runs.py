@@ -10,7 +10,11 @@ import pandas as pd
 from lossbench.report.common import LR_KEY, REPLICATE_KEY, STATUSES, ordered_values
 
 
-class NoRunsError(ValueError):
+class ReportInputError(ValueError):
+    """Folders the report cannot be built from; ``str(error)`` is one line saying why."""
+
+
+class NoRunsError(ReportInputError):
     """A sweep directory does not exist or holds no run directory with a ``summary.json``."""
 
 

@@ -53,10 +53,10 @@ from lossbench.report.common import (
     target_threshold)
 from lossbench.report.comparisons import group_stats
 from lossbench.report.exports import SchemaError, read_curves, read_results
-from lossbench.report.runs import NoRunsError, Runs
+from lossbench.report.runs import NoRunsError, ReportInputError, Runs
 
 # Runs is built here; the typed readers of the files the report writes live in exports
-__all__ = ["NoRunsError", "Runs", "SchemaError", "load_runs", "read_curves", "read_results",
+__all__ = ["NoRunsError", "ReportInputError", "Runs", "SchemaError", "load_runs", "read_curves", "read_results",
            "read_skipped", "skipped_combinations"]
 
 
@@ -369,7 +369,7 @@ def _varying_keys(records: list[dict]) -> list[str]:
     reserved = set(RUN_COLUMNS) | {REPLICATE_KEY}
     clash = [key for key in varying if key in reserved or key.startswith(("final_", "best_"))]
     if clash:
-        raise ValueError(f"swept key {clash[0]!r} clashes with a results column; rename the config key")
+        raise ReportInputError(f"swept key {clash[0]!r} clashes with a results column; rename the config key")
     return varying
 
 
