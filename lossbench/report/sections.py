@@ -256,7 +256,7 @@ def configuration_section(runs: Runs, compared: list[str]) -> str:
     fixed = fixed_settings(configs, choices, [*compared, *runs.tuned_keys])
     parts = ["<p class='note'>The settings every compared run shares (from each run's resolved "
              "config). The compared keys are under Runs; a key tuned per arm is in the next table.</p>"
-             + (_table(fixed) if len(fixed) else "<p>No settings recorded.</p>")]
+             + (_table(fixed) if len(fixed) else "<p>No fixed settings recorded besides the compared keys.</p>")]
     sizes = _split_sizes(runs, ids)
     if sizes is not None:
         parts.append("<h3>Data splits</h3>" + _table(sizes))
