@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 from scipy import stats as ss
 
@@ -145,11 +145,12 @@ def test_interval_unbounded_when_n_seeds_cannot_reject_and_degenerate_for_a_cons
 
 
 def test_paired_interval_coverage():
-    """Sign-flip inversion, 10 seeds, normal differences: coverage measured 0.953 over 600 repetitions."""
+    """Sign-flip inversion, 10 seeds, normal differences: coverage measured 0.967 over 600 repetitions
+    (a little above 0.95: the exact test is discrete, so its inversion is conservative)."""
     rng = np.random.default_rng(2024)
     covered = [(r.ci_low <= 0.4 <= r.ci_high)
                for r in (st.paired_difference(rng.normal(0.4, 1.0, 10), np.zeros(10)) for _ in range(600))]
-    assert 0.92 <= np.mean(covered) <= 0.98
+    assert 0.93 <= np.mean(covered) <= 0.99
 
 
 def test_paired_difference_rejects_bad_input():
@@ -170,6 +171,7 @@ def test_percentile_bootstrap_is_scipys():
     assert ours.low == pytest.approx(ref.confidence_interval.low, rel=1e-12)
     assert ours.high == pytest.approx(ref.confidence_interval.high, rel=1e-12)
     assert ours.mean == pytest.approx(values.mean())
+    assert st.bounded_mean_ci(values, 0, 1) == st.bounded_mean_ci(values, 0, 1)  # rng=None: a fixed seed
 
 
 def test_expanded_bootstrap_and_logit_t_are_wider_than_percentile_and_close_to_t():
@@ -190,6 +192,8 @@ def test_expanded_bootstrap_and_logit_t_are_wider_than_percentile_and_close_to_t
 @pytest.mark.parametrize("method", ["bootstrap", "percentile", "logit-t"])
 @settings(max_examples=40, deadline=None)
 @given(values=hs.lists(hs.floats(0.0, 1.0), min_size=2, max_size=12))
+@example(values=[1.0, 0.9999999999999999])  # the mean rounds to 1.0: logit(1) would divide by zero
+@example(values=[0.0, 5e-324])
 def test_interval_never_leaves_zero_one(method, values):
     result = st.bounded_mean_ci(values, 0.0, 1.0, method=method, n_resamples=500)
     assert 0.0 <= result.low <= result.mean <= result.high <= 1.0
@@ -232,10 +236,11 @@ def test_bounded_mean_ci_rejects_bad_input():
         st.bounded_mean_ci([0.5, np.nan], 0, 1)
 
 
-@pytest.mark.parametrize("method, lowest", [("bootstrap", 0.925), ("logit-t", 0.93)])
+@pytest.mark.parametrize("method, lowest", [("bootstrap", 0.935), ("logit-t", 0.935)])
 def test_bounded_interval_coverage_for_quantised_accuracy(method, lowest):
     """10 seeds of accuracy on 100 test samples at p = 0.97, 1000 repetitions: coverage measured
-    0.951 (expanded percentile bootstrap) and 0.958 (logit t); the plain percentile bootstrap 0.905."""
+    0.954 (expanded percentile bootstrap) and 0.963 (logit t); the plain percentile bootstrap gives
+    0.925 on the same data, which is why it is not the default."""
     rng = np.random.default_rng(99)
     covered = []
     for repetition in range(1000):
@@ -317,6 +322,12 @@ def test_rank_groups_says_when_no_pair_can_be_rejected():
     assert not ranking.can_reject and ranking.worse == () and ranking.best == "g0"
     assert ranking.seeds_needed == 11
     assert st.rank_groups(dict(list(groups.items())[:3])).can_reject
+
+
+def test_one_group_has_nothing_to_compare():
+    ranking = st.rank_groups({"ce": np.array([0.9, 0.95, 0.93])})
+    assert ranking.best == "ce" and ranking.worse == ranking.not_distinguishable == ranking.ties == ()
+    assert st.all_pairs_holm({"ce": np.ones(3)}) == [] and not ranking.can_reject
 
 
 def test_seeds_needed_is_the_smallest_n_where_holm_can_reject():
@@ -401,9 +412,10 @@ def _pair_pvalues(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     i, j = np.triu_indices(k, 1)
     st.sign_patterns(n)  # computed once (cached): 2^n patterns, the half with s_n = +1 evaluated
     p = np.empty((repetitions, i.size))
-    for start in range(0, repetitions, 50):  # chunks keep (chunk, pairs, 2^(n-1)) small
-        d = values[start:start + 50, i] - values[start:start + 50, j]
-        p[start:start + 50] = np.minimum(1.0, st.sign_flip_pvalues(d))
+    chunk = max(1, 2 ** 20 // (i.size * 2 ** (n - 1)))  # (chunk, pairs, 2^(n-1)) stays near 8 MB
+    for start in range(0, repetitions, chunk):
+        d = values[start:start + chunk, i] - values[start:start + chunk, j]
+        p[start:start + chunk] = np.minimum(1.0, st.sign_flip_pvalues(d))
     return p, i, j
 
 
@@ -438,7 +450,7 @@ def test_family_wise_error_under_the_null(k, kind):
 
     Measured (3000 repetitions, seeded), k = 3..7: normal 0.043 0.040 0.033 0.032 0.039,
     quantised accuracy 0.035 0.027 0.023 0.013 0.014; k >= 8: 0 for both, because with 10 seeds the
-    smallest attainable p, 2/2^10, times k(k-1)/2 pairs exceeds 0.05 (see the 12-seed test).
+    smallest attainable p, 2/2^10, times k(k-1)/2 pairs exceeds 0.05 (see the next test).
     """
     rng = np.random.default_rng(1000 * k + len(kind))
     p, _, _ = _pair_pvalues(DATA[kind](rng, REPETITIONS, k, 10))
@@ -448,15 +460,15 @@ def test_family_wise_error_under_the_null(k, kind):
     assert rate <= 0.06
 
 
-@pytest.mark.parametrize("k", [8, 12])
-def test_family_wise_error_under_the_null_with_twelve_seeds(k):
-    """With 12 seeds a rejection is possible for 8 and 12 groups (2/2^12 * 66 < 0.05): still <= 0.06.
-
-    Measured (1000 repetitions): 0.042 (8 groups), 0.021 (12 groups)."""
+@pytest.mark.parametrize("k, n, repetitions", [(8, 11, 1500), (12, 12, 500)])
+def test_family_wise_error_under_the_null_with_enough_seeds_to_reject(k, n, repetitions):
+    """With seeds_needed(k) seeds a rejection is possible for 8 (11 seeds) and 12 groups (12 seeds):
+    still <= 0.06. Measured: 0.025 (8 groups, 1500 repetitions), 0.024 (12 groups, 500)."""
+    assert n == st.seeds_needed(k)
     rng = np.random.default_rng(7 + k)
-    p, _, _ = _pair_pvalues(_normal(rng, 1000, k, 12))
+    p, _, _ = _pair_pvalues(_normal(rng, repetitions, k, n))
     rate = np.mean([np.any(st.holm(row) <= 0.05) for row in p])
-    print(f"FWER normal k={k} n=12: {rate:.4f}")
+    print(f"FWER normal k={k} n={n}: {rate:.4f}")
     assert rate <= 0.06
 
 
@@ -493,7 +505,9 @@ def test_power_for_a_one_sd_difference(k, lowest):
     Power = P(the pair (shifted, one given other group) is rejected by all_pairs_holm at 0.05).
     Measured, 3000 repetitions (seeded): 0.301 (3 groups), 0.201 (4), 0.060 (6); the chance that
     the shifted group is distinguished from at least one other: 0.440, 0.402, 0.243. With 8 or more
-    groups and 10 seeds it is 0 (no pair can be rejected). The bound asserted is a little below."""
+    groups and 10 seeds it is 0 (no pair can be rejected). The bound asserted is a little below.
+    For contrast, the paired t-test with the same Holm family: 0.318 (3 groups), 0.219 (4): the
+    exact test costs little power; the k(k-1)/2 comparisons cost most of it."""
     rng = np.random.default_rng(77 + k)
     values = _normal(rng, REPETITIONS, k, 10)
     values[:, 0] += 1.0

@@ -117,10 +117,9 @@ def bounded_mean_ci(values, low: float | None = None, high: float | None = None,
             alpha = 2.0 * _scipy_stats.norm.cdf(-math.sqrt(n / (n - 1)) * t_quantile)
         means = x[_generator(rng).integers(0, n, (n_resamples, n))].mean(axis=-1)
         ci_low, ci_high = np.quantile(means, [alpha / 2.0, 1.0 - alpha / 2.0])
-    # Rounding in the back-transform or the resampled means must not leave the values' hull
-    # (hence the range) nor exclude the mean.
-    ci_low = float(np.clip(ci_low, x.min(), mean))
-    ci_high = float(np.clip(ci_high, mean, x.max()))
+    # Rounding in the back-transform must neither leave the range nor exclude the mean.
+    ci_low = float(np.clip(ci_low, range_low, mean))
+    ci_high = float(np.clip(ci_high, mean, range_high))
     return MeanInterval(mean, ci_low, ci_high, **result)
 
 
@@ -138,8 +137,10 @@ def _transformed_t(x: np.ndarray, low: float, high: float, alpha: float) -> tupl
     n = x.size
     mean, se = x.mean(), x.std(ddof=1) / math.sqrt(n)
     t_quantile = _scipy_stats.t.ppf(1.0 - alpha / 2.0, n - 1)
+    if (math.isfinite(low) and mean <= low) or (math.isfinite(high) and mean >= high):
+        return float(x.min()), float(x.max())  # non-constant values whose mean rounds onto a bound
     if math.isfinite(low) and math.isfinite(high):
-        u = (mean - low) / (high - low)  # strictly inside (0, 1): the values are not constant
+        u = (mean - low) / (high - low)
         half = t_quantile * se / ((high - low) * u * (1.0 - u))
         centre = math.log(u) - math.log1p(-u)
         return tuple(low + (high - low) * float(_scipy_stats.logistic.cdf(centre + s * half)) for s in (-1, 1))
@@ -254,7 +255,10 @@ def paired_difference(a, b, confidence: float = 0.95, n_resamples: int = N_RESAM
     nonzero = d[d != 0.0]
     m = nonzero.size
     mean = float(d.mean())
-    if m <= exact_max_n:
+    if m == 0:
+        signs, min_p = None, 1.0
+        method = "tie: identical at every seed, p = 1 (no sign-flip test needed)"
+    elif m <= exact_max_n:
         signs = None
         method = f"exact sign-flip test (all 2^{m} sign patterns of the non-zero differences)"
         min_p = min(1.0, 2.0 / 2 ** m)
@@ -427,8 +431,9 @@ def rank_groups(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, high
     a group is "worse" only if its pair with the best is rejected in :func:`all_pairs_holm` (the
     family is all pairs, so choosing the best after seeing the data does not inflate the error);
     otherwise it is "not distinguishable with n seeds" (not the same as equivalent). Groups equal
-    at every seed are ties. ``can_reject`` is False when no pair could be rejected at all:
-    ``min attainable p * number of pairs > alpha``. Extra keyword arguments go to all_pairs_holm.
+    at every seed are ties. ``can_reject`` is False when with n seeds no pair could be rejected at
+    all (``2/2^n * k(k-1)/2 > alpha``, i.e. n < ``seeds_needed``). Extra keyword arguments go to
+    all_pairs_holm.
     """
     values = _aligned(groups)
     labels = list(values)
@@ -449,13 +454,13 @@ def rank_groups(groups: Mapping[Hashable, np.ndarray], alpha: float = 0.05, high
     best_tied = next((tie for tie in ties if best in tie), ())
     n = values[best].size
     n_pairs = len(comparisons)
-    min_p = min((c.result.min_attainable_pvalue for c in comparisons), default=1.0)
-    can_reject = n_pairs > 0 and min_p * n_pairs <= alpha
+    needed = seeds_needed(len(labels), alpha)
+    can_reject = n_pairs > 0 and (n >= needed or n > EXACT_MAX_N)
     tested = [c.result.method for c in comparisons if not c.result.tie] or [c.result.method for c in comparisons]
     method = f"{tested[0]}, Holm over all {n_pairs} pairs" if tested else "one group, nothing to compare"
     return GroupRanking(order=order, means=means, best=best, not_distinguishable=not_distinguishable, worse=worse,
                         ties=ties, best_tied=best_tied, n=n, alpha=alpha, can_reject=can_reject,
-                        seeds_needed=seeds_needed(len(labels), alpha), method=method, comparisons=tuple(comparisons))
+                        seeds_needed=needed, method=method, comparisons=tuple(comparisons))
 
 
 def _ties(values: Mapping[Hashable, np.ndarray], order: Sequence) -> tuple:
@@ -465,7 +470,7 @@ def _ties(values: Mapping[Hashable, np.ndarray], order: Sequence) -> tuple:
         if label in seen:
             continue
         tie = [label] + [other for other in order[i + 1:]
-                         if other not in seen and np.array_equal(values[label], values[other])]
+                         if other not in seen and np.array_equal(values[label], values[other], equal_nan=True)]
         if len(tie) > 1:
             seen.update(tie)
             ties.append(tuple(tie))
