@@ -386,3 +386,25 @@ def test_no_figure_prints_mathtext_source(classification_sweep):
     sweep, _ = classification_sweep
     for svg in (sweep / "report").glob("*.svg"):
         assert "mathdefault" not in svg.read_text() and "10^{" not in svg.read_text(), svg.name
+
+
+def test_heat_map_scale_stays_in_range_and_is_not_shared_across_datasets(tmp_path):
+    # accuracies near 1 with a wide seed spread: the widened colour scale must stop at 1
+    for dataset, base in (("iris", 0.99), ("wine", 0.6)):
+        for loss in ("a", "b"):
+            for lr in (0.1, 1.0):
+                for seed in (0, 1):
+                    final = min(base + 0.005 * seed - 0.002 * (lr == 1.0) - 0.004 * (loss == "b"), 1.0)
+                    sweeps.write_run(tmp_path / f"{dataset}{loss}{lr}{seed}",
+                                     [f"dataset={dataset}", f"loss={loss}", f"optimizer.lr={lr}", f"seed={seed}"],
+                                     {"train_loss": [1.0, 0.5], "test_accuracy": [0.5, final],
+                                      "val_accuracy": [0.5, final]})
+    runs = load_runs([tmp_path])
+    specs = {spec[0]: spec for spec in report._heatmap_specs(runs, None)}
+    name, table, keys, two, panel_keys, title, outline = specs["heatmap"]
+    figure = report._heatmap_figure(table, keys, two, panel_keys, title, outline)
+    images = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    assert len(images) == 2 and len(figure.axes) == 4  # two data sets, a colour bar each
+    scales = [image.norm for image in images]
+    assert all(norm.vmax <= 1.0 for norm in scales)
+    assert scales[0].vmin != scales[1].vmin  # not one scale for iris and wine

@@ -17,7 +17,7 @@ from matplotlib.patches import Rectangle
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from lossbench.report.common import (
-    LR_KEY, METRIC_RANGE, format_value, index_of, iter_groups, mask_equal, ordered_values)
+    BLOCK_KEY, LR_KEY, METRIC_RANGE, format_value, index_of, iter_groups, mask_equal, ordered_values)
 from lossbench.report.layout import (
     LOG_METRICS, MAX_BOX_ROWS, Layout,
     _legend, _facet_title, plain_log_ticks, _group_label, _label_keys, _metric_label, _panels,
@@ -29,8 +29,8 @@ from lossbench.report.views import TunedView
 def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
     """``(name, table, keys, [row key, column key], panel keys, title note, cells to outline)``.
 
-    Two compared keys (besides dataset): rows × columns, a panel per dataset. One compared key and
-    several datasets on the same metric: dataset × key. With the learning rate swept, also
+    Two compared keys (besides dataset): rows × columns, a panel per dataset, each with its own
+    colour scale (data sets are not comparable). With the learning rate swept, also
     ``heatmap_lr``: the first other key × learning rate (the shared-rate view), a panel per value
     of a second other key.
     """
@@ -40,8 +40,6 @@ def _heatmap_specs(runs: Runs, tuned: TunedView | None) -> list[tuple]:
     specs = []
     if len(label_keys) == 2:
         specs.append((name, table, keys, label_keys, runs.block_keys, note, None))
-    elif len(label_keys) == 1 and runs.block_keys and table["primary_metric"].nunique() == 1:
-        specs.append((name, table, keys, [*runs.block_keys, *label_keys], [], note, None))
     if tuned is not None and 1 <= len(label_keys) <= 2:
         specs.append(("heatmap_lr", runs.results, runs.group_keys, [label_keys[0], LR_KEY],
                       runs.block_keys + label_keys[1:], " at every learning rate", tuned.best_lr))
@@ -265,7 +263,8 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
                 texts[i, j] += f"\n({cell['n_completed']}/{cell['n_runs']})"
         grids.append((panel_values, metric, means, texts))
     metrics = {metric for _, metric, _, _ in grids}
-    shared_scale = len(metrics) == 1
+    # one colour scale only for one metric and never across data sets (not comparable)
+    shared_scale = len(metrics) == 1 and BLOCK_KEY not in panel_keys
     every = np.concatenate([means[np.isfinite(means)] for _, _, means, _ in grids])
     stds = group_stats(table, "final_" + table["primary_metric"].dropna().iloc[0], keys, panel_keys,
                        compare=False, interval=False)["std"]
@@ -280,6 +279,11 @@ def _heatmap_figure(table: pd.DataFrame, keys: list[str], two: list[str], panel_
         low, high = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
         if high - low < min_span:
             low, high = (low + high - min_span) / 2, (low + high + min_span) / 2
+        range_low, range_high = METRIC_RANGE.get(metric.removeprefix("final_").split("_", 1)[-1], (-np.inf, np.inf))
+        if high > range_high:  # the widened scale stays inside the metric's range (accuracy <= 1)
+            low, high = max(low - (high - range_high), range_low), range_high
+        if low < range_low:
+            low, high = range_low, min(high + (range_low - low), range_high)
         norm = Normalize(low, high)
         ax.set_facecolor("0.85")
         image = ax.imshow(np.ma.masked_invalid(means), cmap="cividis", norm=norm, aspect="auto")
