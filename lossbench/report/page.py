@@ -48,7 +48,7 @@ from lossbench.report.exports import SchemaError, write_tables
 from lossbench.report.folders import DamagedRun
 from lossbench.report.gallery import _all_figures
 from lossbench.report.layout import RC, FigureFile, Layout, _layout
-from lossbench.report.output import write_text
+from lossbench.report.output import write_csv, write_text
 from lossbench.report.sections import (
     all_metrics_table, configuration_section, files_section, lr_table, paper_table, runs_section,
     stats_frames, stats_table)
@@ -91,8 +91,6 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
                            paper_table(frames))
     pairs = _pairs(answer_stats, layout)
     if pairs is not None:
-        from lossbench.report.output import write_csv
-
         write_csv(report_dir / "pairs.csv", pairs)
         written.append("report/pairs.csv")
 
