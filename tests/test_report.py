@@ -1,106 +1,78 @@
-"""lossbench.report: the files build_report writes, the gradient figure, the command line.
+"""lossbench.report: the files build_report writes, the figures, the page, the command line.
 
 The sweeps are written by hand (tests/fixtures/sweeps.py) with failed, diverged and missing runs
-present. The loss nodes point at tiny losses in a module written into a temporary folder on
-sys.path, so the gradient figure is tested without depending on lossbench.losses.
+present; each run's gradients.csv is made up by the fixture, so the gradient figure is tested as
+what it is: a plot of data the run wrote (the report never builds a loss).
 """
 
-import importlib
 import importlib.util
 import math
 import re
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench import report
-from lossbench.results import load_runs
+from types import SimpleNamespace
+
+from lossbench import report as report_package
+from lossbench.report import answers, diagnostics, figures, layout, page, views
+from lossbench.report.tables import load_runs
+
+# the package's entry points plus the figure and sentence helpers the tests look into
+report = SimpleNamespace(**{name: getattr(module, name) for module in (views, layout, figures, diagnostics, answers, page)
+                            for name in dir(module) if not name.startswith('__')})
+report.build_report, report.main, report.res = report_package.build_report, report_package.main, views
 
 _spec = importlib.util.spec_from_file_location("sweeps", Path(__file__).parent / "fixtures" / "sweeps.py")
 sweeps = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(sweeps)
 
-LOSS_MODULE = "lossbench_report_test_losses"
-TINY_LOSSES = textwrap.dedent('''
-    import numpy as np
-
-
-    def _sigmoid(z):
-        return 0.5 * (1 + np.tanh(0.5 * z))
-
-
-    class SigmoidL2:
-        """(sigmoid(z) - y)^2, one output only."""
-        def __call__(self, outputs, targets):
-            p, y = _sigmoid(outputs[:, 0]), targets.astype(float)
-            return (p - y) ** 2, (2 * (p - y) * p * (1 - p))[:, None]
-
-
-    class SigmoidBCE:
-        """Binary cross-entropy on a logit, one output only."""
-        def __call__(self, outputs, targets):
-            z, y = outputs[:, 0], targets.astype(float)
-            return np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))), (_sigmoid(z) - y)[:, None]
-
-
-    class SoftmaxCE:
-        """Cross-entropy on softmax; refuses one output like lossbench's ce."""
-        def __init__(self, label_smoothing=0.0):
-            self.label_smoothing = label_smoothing
-
-        def __call__(self, outputs, targets):
-            n, k = outputs.shape
-            if k < 2:
-                raise ValueError("loss 'ce' needs k >= 2 outputs (softmax); for one output use loss=bce")
-            shifted = outputs - outputs.max(axis=1, keepdims=True)
-            log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
-            t = np.eye(k)[targets] * (1 - self.label_smoothing) + self.label_smoothing / k
-            return -(t * log_p).sum(axis=1), np.exp(log_p) - t
-''')
-LOSS_NODES = {"l2": {"_target_": f"{LOSS_MODULE}.SigmoidL2"},
-              "bce": {"_target_": f"{LOSS_MODULE}.SigmoidBCE"},
-              "ce": {"_target_": f"{LOSS_MODULE}.SoftmaxCE", "label_smoothing": 0.0}}
 FIGURES = ["curves_train_loss", "curves_test_accuracy", "curves_test_log_loss", "curves_test_ece",
            "final_metrics", "final_metrics_shared_lr", "heatmap_lr", "learning_rate", "gradients",
-           "reliability"]
+           "reliability", "why_they_differ"]
+
+
+def _with_diagnostics(curve: dict, scale: float) -> dict:
+    """Add the why-they-differ columns of metrics.csv to a fixture curve."""
+    n = len(curve["train_loss"])
+    return dict(curve, train_dz_norm_correct=list(scale * np.linspace(0.5, 0.1, n)),
+                train_dz_norm_wrong=list(scale * np.linspace(0.9, 0.4, n)),
+                train_wrong_vanishing_frac=list(np.linspace(0.0, 0.3 * scale, n)))
 
 
 @pytest.fixture(scope="module")
 def classification_sweep(tmp_path_factory):
     """loss {l2, bce, ce} x lr {0.1, 1}, seeds 0-1; one diverged, one failed, one missing run."""
     root = tmp_path_factory.mktemp("report")
-    (root / "modules").mkdir()
-    (root / "modules" / f"{LOSS_MODULE}.py").write_text(TINY_LOSSES)
     sweep = root / "sweep"
-    calibration = sweeps.calibration_table([0.6, 0.75, 0.9], [0.55, 0.7, 0.88], [10, 20, 30])
+    calibration = sweeps.calibration_15()
     job = 0
     for loss, quality in [("l2", 0.85), ("bce", 0.92), ("ce", 0.9)]:
         for lr in (0.1, 1.0):
             for seed in (0, 1):
                 overrides = [f"loss={loss}", f"optimizer.lr={lr}", f"seed={seed}"]
-                curve = sweeps.classification_curve(quality - 0.05 * (lr == 1.0) + 0.01 * seed)
+                curve = _with_diagnostics(sweeps.classification_curve(quality - 0.05 * (lr == 1.0) + 0.01 * seed),
+                                          {"l2": 0.2, "bce": 1.0, "ce": 1.0}[loss])
+                gradients = sweeps.gradient_table(loss, k=3)
                 if (loss, lr, seed) == ("l2", 1.0, 1):
                     curve = {name: values[:3] + [math.nan] for name, values in curve.items()}
                     sweeps.write_run(sweep / str(job), overrides, curve, status="diverged",
-                                     message="train_loss is nan at epoch 3", loss_node=LOSS_NODES[loss],
-                                     calibration=calibration)
+                                     message="train_loss is nan at epoch 3", calibration=calibration,
+                                     gradients=gradients)
                 elif (loss, lr, seed) == ("ce", 0.1, 0):
                     sweeps.write_run(sweep / str(job), overrides, None, status="failed",
-                                     message="made-up failure for the test", loss_node=LOSS_NODES[loss])
+                                     message="made-up failure for the test")
                 else:
-                    sweeps.write_run(sweep / str(job), overrides, curve, loss_node=LOSS_NODES[loss],
-                                     calibration=calibration)
+                    sweeps.write_run(sweep / str(job), overrides, curve, calibration=calibration,
+                                     gradients=gradients, checksums=True)
                 job += 1
     (sweep / str(job) / ".hydra").mkdir(parents=True)  # interrupted: no summary.json
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root / "modules"))
-        index = report.build_report([sweep])
-        yield sweep, index
+    index = report.build_report([sweep])
+    yield sweep, index
 
 
 def test_build_report_writes_tables(classification_sweep):
@@ -152,30 +124,50 @@ def test_index_html_puts_the_answer_first(classification_sweep):
     assert page.count("id='curves_test_accuracy'") == 1  # not repeated under "More figures"
 
 
-def test_gradient_figure_evaluates_each_loss_and_falls_back_to_two_outputs(classification_sweep, monkeypatch):
+def test_gradient_figure_draws_each_runs_gradients_csv(classification_sweep):
     sweep, _ = classification_sweep
-    monkeypatch.syspath_prepend(str(sweep.parent / "modules"))
-    figure, skipped = report._gradient_figure(load_runs([sweep]))
-    assert skipped == []
+    figure, notes = report._gradient_figure(load_runs([sweep]))
+    assert notes == []
     labels = [text.get_text() for text in figure.legends[0].get_texts()]
-    assert labels == ["l2", "bce", "ce(label_smoothing=0) [2 outputs (0, z)] (same curve as bce)"]
-    target_1, target_0 = figure.axes
-    z = np.linspace(-10, 10, 401)
-    sigmoid = 1 / (1 + np.exp(-z))
-    # with logits (0, z) softmax gives p_2 = sigmoid(z), so ce's d/dz equals bce's sigmoid(z) - y
-    for line, expected in zip(target_1.get_lines()[:3],
-                              [2 * (sigmoid - 1) * sigmoid * (1 - sigmoid), sigmoid - 1, sigmoid - 1]):
-        np.testing.assert_allclose(line.get_xdata(), z)
-        np.testing.assert_allclose(line.get_ydata(), expected, atol=1e-12)
-    np.testing.assert_allclose(target_0.get_lines()[1].get_ydata(), sigmoid, atol=1e-12)
+    assert labels == ["l2", "bce", "ce"]  # readable names, not reprs of config nodes
+    # rows: k = 1 (l2 and bce; ce has no one-output form) and k = 3; columns: target 1, target 0
+    titles = [ax.get_title() for ax in figure.axes if ax.get_visible()]
+    assert titles[0].startswith("k = 1 output, target 1") and titles[2].startswith("k = 3 outputs, target 1")
+    k3_target1 = figure.axes[2]
+    expected = sweeps.gradient_table("ce", k=3)
+    expected = expected[(expected["k"] == 3) & (expected["target"] == 1)]
+    ce_line = k3_target1.get_lines()[2]
+    np.testing.assert_allclose(ce_line.get_xdata(), expected["z"])
+    np.testing.assert_allclose(ce_line.get_ydata(), expected["dloss_dz"])
+    k1_target0 = figure.axes[1]
+    bce = sweeps.gradient_table("bce", k=3)
+    np.testing.assert_allclose(k1_target0.get_lines()[1].get_ydata(),
+                               bce[(bce["k"] == 1) & (bce["target"] == 0)]["dloss_dz"])
 
 
-def test_gradient_figure_skips_a_loss_that_cannot_be_built(tmp_path):
-    sweeps.write_run(tmp_path / "0", ["loss=nowhere", "seed=0"], sweeps.classification_curve(0.8),
-                     loss_node={"_target_": "no_such_module_xyz.Loss"})
-    figure, skipped = report._gradient_figure(load_runs([tmp_path]))
-    assert figure is None
-    assert len(skipped) == 1 and skipped[0].startswith("nowhere (could not be built")
+def test_gradient_figure_names_a_curve_equal_to_an_earlier_one(tmp_path):
+    for job, loss in enumerate(["ce", "kl"]):
+        sweeps.write_run(tmp_path / str(job), [f"loss={loss}", "seed=0"], sweeps.classification_curve(0.8),
+                         gradients=sweeps.gradient_table("ce", k=3))
+    figure, _ = report._gradient_figure(load_runs([tmp_path]))
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["ce", "kl (same curve as ce at k=3)"]
+
+
+def test_gradient_figure_labels_losses_by_choice_and_settings(tmp_path):
+    sweeps.write_run(tmp_path / "0", ["loss=ce", "loss.label_smoothing=0.1", "seed=0"],
+                     sweeps.classification_curve(0.8), gradients=sweeps.gradient_table("ce", k=3))
+    sweeps.write_run(tmp_path / "1", ["loss=ce", "loss.label_smoothing=0.0", "seed=0"],
+                     sweeps.classification_curve(0.8), gradients=sweeps.gradient_table("bce", k=3))
+    figure, _ = report._gradient_figure(load_runs([tmp_path]))
+    # runs in sweep order (label_smoothing ascending)
+    assert [t.get_text() for t in figure.legends[0].get_texts()] == ["ce, label_smoothing 0",
+                                                                      "ce, label_smoothing 0.1"]
+
+
+def test_no_gradients_csv_means_no_gradient_figure(tmp_path):
+    sweeps.write_run(tmp_path / "0", ["loss=l2", "seed=0"], sweeps.classification_curve(0.8))
+    figure, notes = report._gradient_figure(load_runs([tmp_path]))
+    assert figure is None and notes == []
 
 
 def test_regression_sweep_merged_into_out_dir(tmp_path):
@@ -234,26 +226,9 @@ def test_cli_rejects_bad_target_fraction(tmp_path, capsys):
 
 
 def test_report_module_does_not_leak_matplotlib_into_results():
-    code = "import lossbench.results, sys; print('matplotlib' in sys.modules)"
+    code = "import lossbench.report.tables, lossbench.report.views, sys; print('matplotlib' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.stdout.strip() == "False"
-
-
-CONF = Path(importlib.import_module("lossbench.conf").__file__).parent
-
-
-@pytest.mark.parametrize("loss_file", sorted((CONF / "loss").glob("*.yaml")), ids=lambda path: path.stem)
-def test_gradient_figure_draws_every_shipped_loss(loss_file, tmp_path):
-    from omegaconf import OmegaConf
-
-    node = OmegaConf.to_container(OmegaConf.load(loss_file))
-    sweeps.write_run(tmp_path / "0", [f"loss={loss_file.stem}", "seed=0"], sweeps.classification_curve(0.8),
-                     loss_node=node)
-    figure, skipped = report._gradient_figure(load_runs([tmp_path]))
-    assert skipped == []
-    for ax in figure.axes:
-        (line,) = [line for line in ax.get_lines() if len(line.get_xdata()) > 2]
-        assert np.isfinite(line.get_ydata()).all()
 
 
 @pytest.fixture(scope="module")
@@ -261,27 +236,22 @@ def noise_sweep(tmp_path_factory):
     """loss {l2, bce} x label_noise {0, 0.2, 0.4}, seeds 0-2, a question, report.headline and 3
     skipped jobs of one impossible combination; bce is best at every noise level but 0."""
     root = tmp_path_factory.mktemp("noise")
-    (root / "modules").mkdir()
-    (root / "modules" / f"{LOSS_MODULE}.py").write_text(TINY_LOSSES)
     sweep = root / "sweep"
     quality = {("l2", 0.0): 0.95, ("bce", 0.0): 0.90, ("l2", 0.2): 0.80, ("bce", 0.2): 0.88,
                ("l2", 0.4): 0.60, ("bce", 0.4): 0.85}
     for (loss, noise), final in quality.items():
         for seed in (0, 1, 2):
-            config = {"loss": LOSS_NODES[loss], "dataset": {"label_noise": noise}, "seed": seed,
+            config = {"loss": {"_target_": f"synthetic.{loss}"}, "dataset": {"label_noise": noise}, "seed": seed,
                       "question": "Which loss survives flipped labels?",
                       "report": {"target_fraction": 0.95, "headline": ["heatmap", "no_such_figure"]}}
             sweeps.write_run(sweep / f"{loss}-{noise}-{seed}",
                              [f"loss={loss}", f"dataset.label_noise={noise}", f"seed={seed}", "experiment=noise"],
-                             sweeps.classification_curve(final + 0.004 * seed), loss_node=LOSS_NODES[loss],
-                             config=config, calibration=sweeps.calibration_table([0.6, 0.9], [0.5, 0.86], [10, 30]))
+                             sweeps.classification_curve(final + 0.004 * seed), config=config, calibration=sweeps.calibration_table([0.6, 0.9], [0.5, 0.86], [10, 30]))
     skipped = [{"overrides": ["loss=hinge", f"seed={seed}", "experiment=noise"],
                 "message": "made-up reason hinge cannot run"} for seed in (0, 1, 2)]
     (sweep / "skipped.json").write_text(__import__("json").dumps({"skipped": skipped}))
-    with pytest.MonkeyPatch.context() as patch:
-        patch.syspath_prepend(str(root / "modules"))
-        index = report.build_report([sweep])
-        yield sweep, index
+    index = report.build_report([sweep])
+    yield sweep, index
 
 
 def test_two_keys_give_one_panel_per_value_of_the_last(noise_sweep):
@@ -292,7 +262,7 @@ def test_two_keys_give_one_panel_per_value_of_the_last(noise_sweep):
     figure = report._curves_figure(runs, layout, runs.curves, "test_accuracy")
     titles = [ax.get_title() for ax in figure.axes]
     assert titles == ["label_noise=0", "label_noise=0.2", "label_noise=0.4"] * 2  # epoch row, time row
-    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 3 + ["training time (s)"] * 3
+    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 3 + ["training time (s, wall-clock)"] * 3
     assert [t.get_text() for t in figure.legends[0].get_texts()] == ["loss=bce", "loss=l2"]  # folder order
     # within a panel: one line per loss, the mean over the three seeds
     l2_line = figure.axes[2].get_lines()[1]
@@ -308,9 +278,12 @@ def test_answer_compares_within_each_panel_value_and_uses_the_configured_headlin
     assert [where for where, _ in items] == ["label_noise=0", "label_noise=0.2", "label_noise=0.4"]
     assert items[0][1].startswith("best loss=l2") and items[2][1].startswith("best loss=bce")
     # test accuracy at 0.4 noise (the fixture's test curve ends 0.02 below its final value): l2 0.58,
-    # 0.584, 0.588 against bce's 0.83, 0.834, 0.838, a constant difference, so p = 0
-    assert "Worse (Holm p &lt; 0.05): loss=l2 0.584 (p &lt; 0.001)" in items[2][1]
-    assert items[2][1].endswith("Epochs to the target (test accuracy ≥ 0.887): loss=bce never, loss=l2 never.")
+    # 0.584, 0.588 against bce's 0.83, 0.834, 0.838, a constant difference. A t-test calls that
+    # p = 0; the exact sign-flip test on 3 seeds cannot go below 2/2^3 = 0.25 (Holm over 1 pair)
+    assert ("Not distinguishable from it with 3 seeds: loss=l2 0.584 (difference −0.250, interval "
+            "not estimable with 3 seeds, Holm p 0.250).") in items[2][1]
+    assert "needs at least 6 seeds" in items[2][1]
+    assert items[2][1].endswith("loss=bce &gt; 5 (0 of 3 reached), loss=l2 &gt; 5 (0 of 3 reached).")
     assert "Which loss survives flipped labels?" in page
     assert "id='heatmap'" in answer and "no_such_figure" in answer  # named but missing: said so
     stats_table = pd.read_csv(sweep / "report" / "stats.csv")
@@ -334,8 +307,15 @@ def test_reliability_has_a_panel_per_value_with_ece_in_each_legend(noise_sweep):
     panels = figure.subfigs
     assert [sub.axes[0].get_title() for sub in panels] == [
         f"label_noise={noise}, test split" for noise in ("0", "0.2", "0.4")]
-    # pooled bins: |0.5 - 0.6| * 10/40 + |0.86 - 0.9| * 30/40 = 0.055 for every group
-    assert [t.get_text() for t in panels[0].legends[0].get_texts()] == ["loss=bce: ECE 0.055", "loss=l2: ECE 0.055"]
+    # one ECE: the legend quotes the tables' number, the mean over seeds of each run's final
+    # test ECE (the fixture's test ece curve ends at 0.1 exp(-2.5) + 0.02 + 0.02)
+    ece = 0.1 * np.exp(-0.5 * 5) + 0.04
+    assert [t.get_text() for t in panels[0].legends[0].get_texts()] == [f"loss=bce: ECE {ece:.3f}",
+                                                                        f"loss=l2: ECE {ece:.3f}"]
+    assert panels[0].legends[0].get_title().get_text() == "ECE (15 equal-width bins, top-label), mean over seeds"
+    # bin counts under the diagram: one bar per bin with samples, per group, summed over seeds
+    counts_ax = panels[0].axes[1]
+    assert [round(bar.get_height()) for bar in counts_ax.patches] == [30, 90] * 2
 
 
 def test_log_axis_labels_only_2_and_5_between_decades():
@@ -364,10 +344,12 @@ def test_answer_says_when_two_groups_train_identically_but_report_different_loss
     final_losses = {loss: np.mean([sweeps.classification_curve(0.9 + 0.01 * s)["train_loss"][-1] + shift
                                    for s in range(3)]) for loss, shift in (("ce", 0.5), ("kl", 0.0))}
     assert text.startswith("best loss=ce")
-    assert (f"loss=kl 0.890 (identical at every epoch of every seed, yet its final training loss is "
-            f"{final_losses['kl']:.4f} against {final_losses['ce']:.4f})") in text
-    assert "loss=l2 0.890 (the same final value in every seed, p 1.000)" in text
-    assert res_stats.set_index("loss")["same_as_best"].to_dict() == {"ce": True, "kl": True, "l2": True}
+    assert (f"Identical to it at every seed (a tie): loss=kl (identical at every epoch of every seed, "
+            f"yet its final training loss is {final_losses['kl']:.4f} against {final_losses['ce']:.4f}), "
+            "loss=l2 (the same final value at every seed, 3 seeds).") in text
+    assert "not distinguishable" not in text.lower()  # a tie is said as a tie
+    assert res_stats.set_index("loss")["same_as_best"].to_dict() == {"ce": False, "kl": True, "l2": True}
+    assert res_stats.set_index("loss")["verdict"].to_dict() == {"ce": "best", "kl": "tied", "l2": "tied"}
 
 
 @pytest.mark.parametrize("sweep_keys", [
@@ -383,3 +365,46 @@ def test_report_builds_for_sweeps_with_nothing_to_compare(tmp_path, sweep_keys):
     page = index.read_text()
     answer = page[page.index("<h2>Answer</h2>"):page.index("<h2>Runs</h2>")]
     assert answer.count("<li>") == 1 and "test accuracy" in answer
+
+
+def test_epochs_to_target_treat_unreached_runs_as_censored(tmp_path):
+    # a reaches the target (0.95 x 0.9) at epoch 2 in every seed; b only in 2 of 5 seeds, at epoch 3
+    for seed in range(5):
+        sweeps.write_run(tmp_path / f"a{seed}", ["loss=a", f"seed={seed}"],
+                         {"train_loss": [1.0, 0.5, 0.3, 0.2, 0.1], "test_accuracy": [0.5, 0.8, 0.86, 0.88, 0.9]})
+        reach = seed < 2
+        sweeps.write_run(tmp_path / f"b{seed}", ["loss=b", f"seed={seed}"],
+                         {"train_loss": [1.0, 0.5, 0.3, 0.2, 0.1],
+                          "test_accuracy": [0.5, 0.6, 0.7, 0.86 if reach else 0.8, 0.8]})
+    page = report.build_report([tmp_path]).read_text()
+    assert "loss=a 2 (5 of 5 reached), loss=b &gt; 4 (2 of 5 reached)" in page
+    assert "<td>&gt; 4 (2 of 5 reached)</td>" in page  # the table, not an average of the two
+
+
+def test_no_figure_prints_mathtext_source(classification_sweep):
+    # labels are plain text (text.parse_math off), so log axes need plain tick labels too
+    sweep, _ = classification_sweep
+    for svg in (sweep / "report").glob("*.svg"):
+        assert "mathdefault" not in svg.read_text() and "10^{" not in svg.read_text(), svg.name
+
+
+def test_heat_map_scale_stays_in_range_and_is_not_shared_across_datasets(tmp_path):
+    # accuracies near 1 with a wide seed spread: the widened colour scale must stop at 1
+    for dataset, base in (("iris", 0.99), ("wine", 0.6)):
+        for loss in ("a", "b"):
+            for lr in (0.1, 1.0):
+                for seed in (0, 1):
+                    final = min(base + 0.005 * seed - 0.002 * (lr == 1.0) - 0.004 * (loss == "b"), 1.0)
+                    sweeps.write_run(tmp_path / f"{dataset}{loss}{lr}{seed}",
+                                     [f"dataset={dataset}", f"loss={loss}", f"optimizer.lr={lr}", f"seed={seed}"],
+                                     {"train_loss": [1.0, 0.5], "test_accuracy": [0.5, final],
+                                      "val_accuracy": [0.5, final]})
+    runs = load_runs([tmp_path])
+    specs = {spec[0]: spec for spec in report._heatmap_specs(runs, None)}
+    name, table, keys, two, panel_keys, title, outline = specs["heatmap"]
+    figure = report._heatmap_figure(table, keys, two, panel_keys, title, outline)
+    images = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    assert len(images) == 2 and len(figure.axes) == 4  # two data sets, a colour bar each
+    scales = [image.norm for image in images]
+    assert all(norm.vmax <= 1.0 for norm in scales)
+    assert scales[0].vmin != scales[1].vmin  # not one scale for iris and wine

@@ -1,19 +1,26 @@
-"""lossbench.results: reading sweeps, aggregation arithmetic, statistics, tuned view.
+"""lossbench.report.tables and .views: reading sweeps, aggregation arithmetic, statistics, tuned view.
 
 Every sweep is written by hand into tmp_path (tests/fixtures/sweeps.py); expected numbers are
-computed by hand in the test or by SciPy, never taken from lossbench.results itself.
+computed by hand in the test or by SciPy, never taken from lossbench.report itself.
 """
 
 import importlib.util
+import itertools
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import stats
 
-from lossbench import results
-from lossbench.results import NoRunsError, load_runs
+from types import SimpleNamespace
+
+from lossbench.report import common, comparisons, tables, views
+from lossbench.report.stats import bounded_mean_ci
+from lossbench.report.tables import NoRunsError, load_runs
+
+# one namespace over the three modules, so the tests read as before the split
+results = SimpleNamespace(**{name: getattr(module, name) for module in (common, comparisons, views, tables)
+                             for name in dir(module) if not name.startswith('__')})
 
 _spec = importlib.util.spec_from_file_location("sweeps", Path(__file__).parent / "fixtures" / "sweeps.py")
 sweeps = importlib.util.module_from_spec(_spec)
@@ -144,21 +151,30 @@ def test_bad_target_fraction_raises(three_seed_sweep):
 # --- aggregation arithmetic ------------------------------------------------------------------
 
 
-def test_group_mean_std_and_t_confidence_interval_by_hand(three_seed_sweep):
+def test_group_mean_std_and_bounded_interval(three_seed_sweep):
     runs = load_runs([three_seed_sweep[0]])
     table = results.shared_stats(runs).set_index("loss")
     a = table.loc["a"]
     assert (a["n"], a["completed"]) == (3, "3 of 3")
     assert a["mean"] == pytest.approx(0.8)
     assert a["std"] == pytest.approx(0.1)  # sqrt(((0.1)^2 + 0 + (0.1)^2) / 2)
-    half_width = T_975_DF2 * 0.1 / math.sqrt(3)
-    assert (a["ci_low"], a["ci_high"]) == pytest.approx((0.8 - half_width, 0.8 + half_width), abs=1e-9)
+    expected = bounded_mean_ci([0.90, 0.80, 0.70], 0.0, 1.0)  # the stats module's own tests check it
+    assert (a["ci_low"], a["ci_high"]) == pytest.approx((expected.low, expected.high))
+    assert a["ci_method"].startswith("expanded percentile bootstrap")
     b = table.loc["b"]  # 0.70, 0.72, 0.60: mean 2.02/3, deviations 0.0267, 0.0467, -0.0733
     mean_b = 2.02 / 3
     std_b = math.sqrt(((0.70 - mean_b) ** 2 + (0.72 - mean_b) ** 2 + (0.60 - mean_b) ** 2) / 2)
     assert (b["mean"], b["std"]) == pytest.approx((mean_b, std_b))
-    assert table["rank"].tolist() == [1, 2, 3]
-    assert table["best"].tolist() == [True, False, False]
+
+
+def test_interval_stays_inside_the_metric_range(tmp_path):
+    # accuracies 1.0, 1.0, 0.9: mean ± t std/sqrt(n) reaches 1.11; the report's interval must not
+    for seed, final in enumerate([1.0, 1.0, 0.9]):
+        sweeps.write_run(tmp_path / str(seed), ["loss=a", f"seed={seed}"], _accuracy_curve([0.5, final]))
+    row = results.shared_stats(load_runs([tmp_path])).iloc[0]
+    t_high = row["mean"] + T_975_DF2 * row["std"] / math.sqrt(3)
+    assert t_high > 1.0
+    assert 0.9 <= row["ci_low"] <= row["mean"] <= row["ci_high"] <= 1.0
 
 
 def test_target_epoch_is_first_epoch_reaching_fraction_of_best_group_mean(tmp_path):
@@ -218,24 +234,46 @@ def test_primary_metric(task, available, expected):
 # --- statistics ------------------------------------------------------------------------------
 
 
-def test_paired_t_test_against_best_with_holm_correction(three_seed_sweep):
+def _sign_flip_p(differences) -> float:
+    """Two-sided exact sign-flip p of the mean difference, by enumerating every sign pattern."""
+    d = np.asarray(differences, float)
+    observed = abs(d.sum())
+    patterns = list(itertools.product([1, -1], repeat=d.size))
+    return sum(abs(np.dot(s, d)) >= observed - 1e-12 for s in patterns) / len(patterns)
+
+
+def test_all_pairs_are_compared_with_exact_sign_flip_and_holm(three_seed_sweep):
     sweep, finals = three_seed_sweep
     table = results.shared_stats(load_runs([sweep])).set_index("loss")
-    p_b = stats.ttest_rel(finals["b"], finals["a"]).pvalue
-    p_c = stats.ttest_rel(finals["c"], finals["a"]).pvalue
-    assert table.loc["b", "test"] == table.loc["c", "test"] == "paired t"
-    assert table.loc["b", "p_value"] == pytest.approx(p_b)
-    assert table.loc["c", "p_value"] == pytest.approx(p_c)
-    smaller, larger = sorted([p_b, p_c])  # Holm with m = 2: 2 * smallest, then max(that, 1 * next)
-    holm = {p_b: None, p_c: None}
-    holm[smaller] = min(1.0, 2 * smaller)
-    holm[larger] = max(holm[smaller], min(1.0, larger))
-    assert table.loc["b", "p_holm"] == pytest.approx(holm[p_b])
-    assert table.loc["c", "p_holm"] == pytest.approx(holm[p_c])
-    assert math.isnan(table.loc["a", "p_value"]) and table.loc["a", "test"] == ""
+    # a is best; the family is all three pairs (a-b, a-c, b-c), not the two against the best
+    p = {pair: _sign_flip_p(np.subtract(finals[pair[0]], finals[pair[1]])) for pair in [("a", "b"), ("a", "c"), ("b", "c")]}
+    assert p == {("a", "b"): 0.25, ("a", "c"): 0.25, ("b", "c"): 0.25}  # 3 seeds: 2/2^3 at best
+    assert table.loc["b", "p_value"] == pytest.approx(0.25)
+    assert table.loc["b", "p_holm"] == pytest.approx(0.75)  # Holm over 3 pairs: 3 * 0.25, monotone
+    assert table.loc["c", "p_holm"] == pytest.approx(0.75)
+    assert table.loc["b", "min_p"] == pytest.approx(0.25)
+    assert table.loc["b", "test"].startswith("exact sign-flip test")
+    assert table.loc["b", "difference"] == pytest.approx(np.mean(np.subtract(finals["b"], finals["a"])))
+    assert table.loc["b", "verdict"] == table.loc["c", "verdict"] == "not distinguishable"
+    assert table.loc["a", "verdict"] == "best" and math.isnan(table.loc["a", "p_value"])
+    assert not table["can_reject"].any() and (table["seeds_needed"] == 7).all()  # 3 groups need 7 seeds
 
 
-def test_welch_when_seeds_do_not_match_and_diverged_runs_are_counted_not_averaged(three_seed_sweep):
+def test_enough_seeds_make_a_real_difference_worse(tmp_path):
+    rng = np.random.default_rng(0)
+    for seed in range(10):
+        base = 0.8 + 0.01 * rng.standard_normal()
+        for loss, shift in (("a", 0.0), ("b", -0.05)):
+            sweeps.write_run(tmp_path / f"{loss}{seed}", [f"loss={loss}", f"seed={seed}"],
+                             _accuracy_curve([0.5, base + shift]))
+    row = results.shared_stats(load_runs([tmp_path])).set_index("loss").loc["b"]
+    assert row["verdict"] == "worse"
+    assert row["p_holm"] == pytest.approx(2 / 2 ** 10)  # every difference negative, one pair
+    # a constant difference: its interval is that single value
+    assert (row["difference"], row["diff_low"], row["diff_high"]) == pytest.approx((-0.05,) * 3)
+
+
+def test_pairs_use_the_seeds_both_completed_and_diverged_runs_are_counted_not_averaged(three_seed_sweep):
     sweep, finals = three_seed_sweep
     sweeps.write_run(sweep / "9", ["loss=d", "seed=0", "dataset=iris"], _accuracy_curve([0.5, 0.6, 0.62]))
     sweeps.write_run(sweep / "10", ["loss=d", "seed=1", "dataset=iris"], _accuracy_curve([0.5, 0.6, 0.66]))
@@ -249,30 +287,9 @@ def test_welch_when_seeds_do_not_match_and_diverged_runs_are_counted_not_average
     assert "seed 2 diverged: train_loss is inf at epoch 1" in d["messages"]
     assert d["mean"] == pytest.approx(0.64)
     assert d["std"] == pytest.approx(math.sqrt(2 * 0.02 ** 2))
-    assert d["test"] == "Welch t"
-    assert d["p_value"] == pytest.approx(stats.ttest_ind([0.62, 0.66], finals["a"], equal_var=False).pvalue)
-
-
-def test_holm_by_hand():
-    # sorted 0.01, 0.03, 0.04 -> 3*0.01 = 0.03, 2*0.03 = 0.06, max(0.06, 1*0.04) = 0.06
-    assert results.holm([0.01, 0.04, 0.03, math.nan]).tolist()[:3] == pytest.approx([0.03, 0.06, 0.06])
-    assert math.isnan(results.holm([0.5, math.nan])[1])
-    assert results.holm([0.6, 0.9]).tolist() == pytest.approx([1.0, 1.0])  # capped at 1
-
-
-def test_compare_to_best_zero_variance():
-    seeds = np.array([0, 1])
-    assert results.compare_to_best(np.array([0.8, 0.8]), seeds, np.array([0.8, 0.8]), seeds) == ("paired t", 1.0)
-    assert results.compare_to_best(np.array([0.7]), seeds[:1], np.array([0.8, 0.8]), seeds)[0] == ""
-
-
-def test_mean_ci_small_samples():
-    assert results.mean_ci(np.array([0.5]))[0] == 0.5
-    assert all(math.isnan(v) for v in results.mean_ci(np.array([0.5]))[1:])
-    assert all(math.isnan(v) for v in results.mean_ci(np.array([])))
-    mean, std, low, high = results.mean_ci(np.array([1.0, 2.0, 3.0, 6.0]))  # mean 3, var 14/3
-    assert (mean, std) == pytest.approx((3.0, math.sqrt(14 / 3)))
-    assert high - mean == pytest.approx(T_975_DF3 * math.sqrt(14 / 3) / 2)
+    assert d["n_paired"] == 2  # seeds 0 and 1 against a's seeds 0 and 1
+    assert d["difference"] == pytest.approx(np.mean([0.62 - 0.90, 0.66 - 0.80]))
+    assert d["p_value"] == pytest.approx(_sign_flip_p([0.62 - 0.90, 0.66 - 0.80]))
 
 
 def test_failed_runs_are_counted_with_their_message(three_seed_sweep):
@@ -304,7 +321,9 @@ def test_curve_stats_exclude_diverged_runs(tmp_path):
     assert a["n"].tolist() == [2, 2, 2]
     assert a["mean"].tolist() == pytest.approx([0.5, 0.7, 0.8])
     assert a.loc[1, "std"] == pytest.approx(math.sqrt(0.02))
-    assert a.loc[1, "ci_high"] - 0.7 == pytest.approx(12.706204736174707 * math.sqrt(0.02) / math.sqrt(2))
+    band = bounded_mean_ci([0.6, 0.8], 0.0, 1.0, method="logit-t")
+    assert (a.loc[1, "ci_low"], a.loc[1, "ci_high"]) == pytest.approx((band.low, band.high))
+    assert 0.0 <= a["ci_low"].min() and a["ci_high"].max() <= 1.0  # a t band would pass 1 here
     assert a["time_s"].tolist() == pytest.approx([0.0, 0.5, 1.0])
     b = curve[curve["loss"] == "b"]
     assert b["n"].tolist() == [1, 1, 1] and b["ci_low"].isna().all()
@@ -409,9 +428,10 @@ def test_compare_within_ranks_and_tests_inside_each_value_of_the_key(tmp_path):
     within = within.set_index(["loss", "dataset.label_noise"])
     assert within["rank"].to_dict() == {("a", 0.0): 1, ("b", 0.0): 2, ("a", 0.4): 2, ("b", 0.4): 1}
     assert within["best"].to_dict() == {("a", 0.0): True, ("b", 0.0): False, ("a", 0.4): False, ("b", 0.4): True}
-    p_a_at_04 = stats.ttest_rel(finals["a", 0.4], finals["b", 0.4]).pvalue
+    p_a_at_04 = _sign_flip_p(np.subtract(finals["a", 0.4], finals["b", 0.4]))
+    assert p_a_at_04 == 0.5  # two seeds: 2/2^2
     assert within.loc[("a", 0.4), "p_value"] == pytest.approx(p_a_at_04)
-    assert within.loc[("a", 0.4), "p_holm"] == pytest.approx(p_a_at_04)  # one test per value: no correction
+    assert within.loc[("a", 0.4), "p_holm"] == pytest.approx(p_a_at_04)  # one pair per value: no correction
 
 
 def test_tuned_stats_compare_within(tmp_path):
@@ -468,7 +488,9 @@ def test_same_as_best_only_when_every_seed_matches(tmp_path):
             sweeps.write_run(tmp_path / f"{loss}{seed}", [f"loss={loss}", f"seed={seed}"],
                              _accuracy_curve([0.5, final]))
     table = results.shared_stats(load_runs([tmp_path])).set_index("loss")
-    assert table["same_as_best"].to_dict() == {"ce": True, "kl": True, "swapped": False, "l2": False}
+    assert table["same_as_best"].to_dict() == {"ce": False, "kl": True, "swapped": False, "l2": False}
+    assert table["verdict"].to_dict() == {"ce": "best", "kl": "tied", "swapped": "not distinguishable",
+                                          "l2": "not distinguishable"}
     assert table.loc["swapped", "p_value"] == pytest.approx(1.0)  # same mean, not the same runs
 
 
@@ -494,3 +516,32 @@ def test_tuned_view_notes_a_rate_chosen_at_the_edge_of_the_grid(tmp_path):
     notes = results.tuned_view(load_runs([tmp_path])).notes
     assert notes == ["loss=a: the chosen learning rate 0.01 is the smallest in the grid; "
                      "a smaller one might be better still."]
+
+
+def test_tuned_view_never_picks_a_rate_where_a_seed_diverged_over_one_where_none_did(tmp_path):
+    # lr 1.0: 4 of 5 seeds diverged, the survivor looks best (0.99); lr 0.1: every seed completed
+    for seed in range(5):
+        sweeps.write_run(tmp_path / f"small{seed}", ["optimizer.lr=0.1", f"seed={seed}"],
+                         _accuracy_curve([0.5, 0.9], [0.5, 0.9]))
+        if seed == 0:
+            sweeps.write_run(tmp_path / f"big{seed}", ["optimizer.lr=1.0", f"seed={seed}"],
+                             _accuracy_curve([0.5, 0.99], [0.5, 0.99]))
+        else:
+            sweeps.write_run(tmp_path / f"big{seed}", ["optimizer.lr=1.0", f"seed={seed}"],
+                             _accuracy_curve([0.5, math.nan], [0.5, math.nan]), status="diverged",
+                             message="train_loss is nan")
+    tuned = results.tuned_view(load_runs([tmp_path]))
+    assert tuned.best_lr["optimizer.lr"].tolist() == [0.1]
+    assert tuned.best_lr["completed"].tolist() == ["5 of 5"]
+
+
+def test_tuned_view_says_when_every_rate_lost_a_seed(tmp_path):
+    for lr, finals in ((0.1, [0.8, None]), (1.0, [0.9, None])):
+        for seed, final in enumerate(finals):
+            status = "completed" if final is not None else "diverged"
+            value = final if final is not None else math.nan
+            sweeps.write_run(tmp_path / f"{lr}-{seed}", [f"optimizer.lr={lr}", f"seed={seed}"],
+                             _accuracy_curve([0.5, value], [0.5, value]), status=status)
+    tuned = results.tuned_view(load_runs([tmp_path]))
+    assert tuned.best_lr["optimizer.lr"].tolist() == [1.0]
+    assert any("at every learning rate some seed diverged or failed" in note for note in tuned.notes)
