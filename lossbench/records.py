@@ -178,3 +178,45 @@ def provenance() -> dict:
         "blas": blas,
         "git_commit": _git_commit(),
     }
+
+
+def lossbench_version() -> str | None:
+    """The installed lossbench's version (None when it is not installed, e.g. run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lossbench")
+    except PackageNotFoundError:
+        return None
+
+
+def code_version() -> dict:
+    """``{"lossbench_version": ..., "git_commit": ...}``: the part of a run's cache key that is code."""
+    return {"lossbench_version": lossbench_version(), "git_commit": _git_commit()}
+
+
+def file_digests(run_dir: Path, names=("metrics.csv", "params.npz", "gradients.csv", "calibration.csv")) -> dict:
+    """``{name: sha256}`` of the run's data files that exist, for the report's damage check."""
+    import hashlib
+
+    digests = {}
+    for name in names:
+        path = Path(run_dir) / name
+        if path.is_file():
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete the ``.NAME.*.tmp`` files a killed attempt left in ``run_dir``; returns how many.
+
+    Call only while holding the run's claim: another process's temporary file is never stale.
+    """
+    removed = 0
+    for path in Path(run_dir).glob(".*.tmp"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
