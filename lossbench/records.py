@@ -99,10 +99,21 @@ REUSABLE_STATUSES = ("completed", "diverged")
 FINISHED_INDEX = "finished_runs.json"
 
 
+def finished_summary(run_dir: Path, config_hash: str) -> dict | None:
+    """The summary of ``run_dir`` when it finished (completed or diverged) with this config hash, else None.
+
+    A run of another lossbench version is not finished for this one: the code is part of the key.
+    """
+    summary = read_json(Path(run_dir) / "summary.json")
+    if isinstance(summary, dict) and summary.get("status") in REUSABLE_STATUSES \
+            and summary.get("config_hash") == config_hash \
+            and summary.get("lossbench_version") == lossbench_version():
+        return summary
+    return None
+
+
 def _is_finished(run_dir: Path, config_hash: str) -> bool:
-    """True when ``run_dir`` finished (completed or diverged) with this config hash."""
-    summary = read_json(run_dir / "summary.json")
-    return bool(summary) and summary.get("status") in REUSABLE_STATUSES and summary.get("config_hash") == config_hash
+    return finished_summary(run_dir, config_hash) is not None
 
 
 def index_finished_runs(sweep_dir: Path) -> None:
@@ -180,6 +191,7 @@ def provenance() -> dict:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def lossbench_version() -> str | None:
     """The installed lossbench's version (None when it is not installed, e.g. run from a source tree)."""
     from importlib.metadata import PackageNotFoundError, version

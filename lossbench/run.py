@@ -25,7 +25,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, changes_results, config_hash
-from lossbench.records import (code_version, file_digests, find_finished_run, provenance, read_json,
+from lossbench.records import (code_version, file_digests, find_finished_run, finished_summary, provenance, read_json,
                                remove_stale_temporaries, write_json, write_metrics, write_params)
 from lossbench.sweep.claim import Claim
 from lossbench.sweep.claim import owner as claim_owner
@@ -197,6 +197,14 @@ def _refuse(cfg: DictConfig, err: ConfigError, out_dir: Path, multirun: bool, la
     sys.exit(2)
 
 
+def _log_to_file(message: str, *args) -> None:
+    """Log a line to the run's ``lossbench.log`` only (the separator between attempts is no console news)."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, args, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
 def _accepts(function, name: str) -> bool:
     try:
         return name in inspect.signature(function).parameters
@@ -271,10 +279,11 @@ def run(cfg: DictConfig) -> dict | None:
                 print(f"lossbench: error: {text}", file=sys.stderr)
                 sys.exit(1)
             return None
-        if multirun:  # the other process may have finished it while we waited for the claim
-            done = find_finished_run(Path(hydra_cfg.sweep.dir), run_config_hash)
-            if done is not None and done.resolve() == out_dir.resolve():
-                return read_json(done / "summary.json")
+        if multirun:  # another process may have finished it while we waited for the claim
+            done = finished_summary(out_dir, run_config_hash)
+            if done is not None:
+                log.info("skip %s: another process finished it meanwhile", label)
+                return done
         return _train(cfg, built, out_dir, multirun, label, overrides, run_config_hash, started, hydra_cfg)
     finally:
         claim.release()
@@ -284,8 +293,8 @@ def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: lis
            started: float, hydra_cfg) -> dict:
     """Train a claimed, valid run and write its files; a failure to write is one line and a failed record."""
     removed = remove_stale_temporaries(out_dir)
-    log.info("==== %s: attempt started by pid %d%s ====", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
-             f" (removed {removed} temporary files of a killed attempt)" if removed else "")
+    _log_to_file("==== %s: attempt started by pid %d%s ====", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
+                 f" (removed {removed} temporary files of a killed attempt)" if removed else "")
     # a summary left from an earlier attempt in this folder must not sit beside new, partial files
     (out_dir / "summary.json").unlink(missing_ok=True)
 

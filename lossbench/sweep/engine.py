@@ -284,7 +284,8 @@ class Engine:
                     self._log_error(sweep_dir, err)
                 next_index += len(batch)
             # runs another process is training: wait for them, so both sweeps end with a full report
-            waiting = [job for job in elsewhere]
+            watcher.poll()
+            waiting = [job for job in watched if id(job) not in watcher.done and held_elsewhere(job.run_dir)]
             if waiting:
                 if not quiet:
                     print(f"lossbench: waiting for {len(waiting)} runs that another process is training", flush=True)
@@ -364,10 +365,13 @@ class Engine:
         if not summaries:
             print(f"lossbench: no finished runs in {_display(sweep_dir)}; no report written", file=sys.stderr)
             return
+        from filelock import FileLock
+
         from lossbench.report import build_report
 
-        try:
-            index = build_report([sweep_dir], target_fraction=float(self.config.report.target_fraction))
+        try:  # one report writer at a time: two sweeps into one folder may finish together
+            with FileLock(str(sweep_dir / ".lossbench.report.lock")):
+                index = build_report([sweep_dir], target_fraction=float(self.config.report.target_fraction))
         except Exception as err:
             self._log_error(sweep_dir, err)
             print(f"lossbench: error: the report failed: {type(err).__name__}: {err}\n"

@@ -56,6 +56,17 @@ class CachedSource:
         return copy.copy(data)  # build() converts arrays in place of attributes: keep the cache intact
 
 
+def _exists(cfg: DictConfig, key: str) -> bool:
+    """True when ``key`` (dotted) is in ``cfg``, also when its value is ``???`` (missing, to be set)."""
+    parent_key, _, last = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=_ABSENT, throw_on_missing=False) if parent_key else cfg
+    if isinstance(parent, DictConfig):
+        return last in parent.keys()
+    if OmegaConf.is_list(parent):
+        return last.isdigit() and int(last) < len(parent)
+    return False
+
+
 def _one_line(err: BaseException) -> str:
     """A composition error in one line: Hydra's lines joined (the options list included), bounded."""
     text = " ".join(line.strip() for line in str(err).strip().splitlines() if line.strip())
@@ -117,7 +128,7 @@ class Composer:
             if self._structural(override):
                 continue
             key = override.key_or_group
-            if OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False) is _ABSENT:
+            if not _exists(cfg, key):
                 raise PlanError(f"Could not override '{key}'. To append to your config use +{override.input_line}")
             try:
                 OmegaConf.update(cfg, key, override.value(), merge=True)
