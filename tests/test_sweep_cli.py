@@ -77,6 +77,8 @@ def test_progress_none_silences_the_per_run_lines(tmp_path):
 
 
 def _launcher_args(launcher: str) -> list[str]:
+    if launcher == "submitit_local":
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     return {"basic": [], "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
             "submitit_local": ["hydra/launcher=submitit_local"]}[launcher]
 
@@ -126,9 +128,10 @@ def test_a_killed_worker_costs_only_its_runs_and_a_resume_launches_only_those(tm
     assert proc.returncode == 1, out + err
     assert "Traceback" not in out + err
     missing = json.loads((sweep_dir / "missing.json").read_text())["missing"]
-    assert 1 <= len(missing) <= 2 and all("trainer.epochs=12" in m["overrides"] for m in missing)
+    # the killed run and whatever else its launcher call lost (joblib: the runs in flight)
+    assert 1 <= len(missing) <= 3 and any("trainer.epochs=12" in m["overrides"] for m in missing)
     results = pd.read_csv(sweep_dir / "results.csv")
-    assert len(results) == 4 - len(missing) and (sweep_dir / "report" / "index.html").exists()
+    assert len(results) == 4 - len(missing) >= 1 and (sweep_dir / "report" / "index.html").exists()
     lost_line = [line for line in err.splitlines() if "runs lost" in line]
     assert len(lost_line) == 1 and lost_line[0].endswith("hydra.sweep.dir=sweep"), "relative to the working directory"
     command = lost_line[0].split("Resume with: ")[1]

@@ -156,6 +156,7 @@ class Engine:
         version = code_version()
         other_version, other_commit = 0, 0
         folders: dict[Path, Job] = {}
+        verdicts: dict[tuple, tuple[str | None, str | None]] = {}
         with quiet_repeats():
             for job in jobs:
                 if job.status == "invalid":
@@ -177,11 +178,18 @@ class Engine:
                         job.extra["summary"] = summary
                         job.run_dir = done[0]
                         continue
-                try:
-                    built = check(job.extra["cfg"], job.extra["choices"])
-                    job.task = built.data.task
-                except ConfigError as err:
-                    job.status, job.message = ("skipped" if skip_invalid else "invalid"), str(err)
+                # the seed picks rows and initial weights, not whether a combination works: jobs that
+                # differ only in a valid seed share one check
+                key = (tuple(line for line in job.overrides if not line.startswith("seed=")),
+                       _valid_seed(job.extra["cfg"]))
+                if key not in verdicts:
+                    try:
+                        verdicts[key] = (check(job.extra["cfg"], job.extra["choices"]).data.task, None)
+                    except ConfigError as err:
+                        verdicts[key] = (None, str(err))
+                job.task, message = verdicts[key]
+                if message is not None:
+                    job.status, job.message = ("skipped" if skip_invalid else "invalid"), message
                     continue
                 if held_elsewhere(job.run_dir):
                     job.status = "elsewhere"
@@ -343,7 +351,8 @@ class Engine:
         status_text = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no runs"
         reused_text = f" ({len(reused)} reused from an earlier sweep into this folder)" if reused else ""
         word = "interrupted" if interrupted else ("finished with lost runs" if missing else "finished")
-        print(f"lossbench: sweep {word}: {status_text}{reused_text} in {time.time() - started:.1f} s", flush=True)
+        print(f"lossbench: sweep {word}: {status_text}{reused_text}", flush=True)
+        log.debug("sweep took %.1f s", time.time() - started)
 
         try:
             self._report(sweep_dir, summaries)
@@ -379,6 +388,11 @@ class Engine:
             sys.exit(1)
         print(f"lossbench: results: {_display(sweep_dir / 'results.csv')}\nlossbench: report:  {_display(Path(index))}",
               flush=True)
+
+
+def _valid_seed(cfg) -> bool:
+    seed = cfg.get("seed") if cfg is not None else None
+    return isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
 
 
 def plan_line_for(jobs: list[Job]) -> str:
