@@ -60,6 +60,9 @@ class Engine:
         self.config: DictConfig | None = None
         self.launcher = None
         self.task = None
+        self.jobs: list[Job] = []
+        self.outcomes: list[dict] = []
+        self.n_planned = self.next_index = 0
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -107,30 +110,31 @@ class Engine:
         node.hydra.job.id = f"job_{index}"
         return sweep_dir / str(OmegaConf.select(node, "hydra.sweep.subdir"))
 
-    def plan(self, arguments: list[str]):
-        """Expand, compose and look up every job; returns (jobs, composer)."""
-        from lossbench.build import ConfigError, config_hash
-        from lossbench.sweep.validate import Composer
+    def expand(self, arguments: list[str]) -> list[tuple[str, ...]]:
+        """Every job's overrides: ``hydra.sweeper.params`` and the command line, expanded."""
+        return expand(parse(sweep_arguments(self.params, arguments), self.hydra_context.config_loader))
 
-        config_loader = self.hydra_context.config_loader
-        lines = sweep_arguments(self.params, arguments)
-        job_lines = expand(parse(lines, config_loader))
+    def plan(self, specs: list[tuple[tuple[str, ...], str | None]]) -> list[Job]:
+        """Compose, hash and place each ``(overrides, stage)``; composition errors make a job invalid."""
+        from lossbench.build import ConfigError, config_hash
+
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        composer = Composer(config_loader, self.config)
         jobs = []
-        for index, overrides in enumerate(job_lines):
-            job = Job(overrides=overrides, index=index)
-            parsed = [composer.parsed(line) for line in overrides]
-            job.run_dir = self._job_dir(sweep_dir, parsed, index)
+        for overrides, stage in specs:
+            overrides = tuple(overrides) + ((f"sweep.stage={stage}",) if stage else ())
+            job = Job(overrides=overrides, index=self.n_planned, stage=stage)
+            self.n_planned += 1
+            parsed = [self.composer.parsed(line) for line in overrides]
+            job.run_dir = self._job_dir(sweep_dir, parsed, job.index)
             try:
-                cfg, choices = composer.compose(overrides)
+                cfg, choices = self.composer.compose(overrides)
                 job.config_hash = config_hash(cfg)
             except (PlanError, ConfigError) as err:
                 job.status, job.message = "invalid", str(err)
                 cfg = choices = None
             job.extra["cfg"], job.extra["choices"] = cfg, choices
             jobs.append(job)
-        return jobs, composer
+        return jobs
 
     def _finished_runs(self, sweep_dir: Path) -> dict[str, tuple[Path, dict]]:
         """config hash -> (folder, summary) of every reusable run in the sweep folder."""
@@ -152,7 +156,7 @@ class Engine:
         from lossbench.sweep.claim import held_elsewhere
         from lossbench.sweep.validate import check, quiet_repeats
 
-        finished = self._finished_runs(sweep_dir)
+        finished = self.finished
         version = code_version()
         other_version, other_commit = 0, 0
         folders: dict[Path, Job] = {}
@@ -204,23 +208,64 @@ class Engine:
 
     # ---------------------------------------------------------------- the sweep
     def _sweep(self, arguments: list[str]) -> list[float]:
-        from lossbench.records import FINISHED_INDEX, atomic_write_text, write_json
+        from lossbench.records import atomic_write_text
         from lossbench.sweep.objective import check_objective
+        from lossbench.sweep.validate import Composer
 
         started = time.time()
         cfg = self.config
-        sweep_dir = Path(cfg.hydra.sweep.dir)
+        self.sweep_dir = sweep_dir = Path(cfg.hydra.sweep.dir)
         problem = check_objective(cfg.sweep.get("objective", "auto"))
         if problem:
             raise PlanError(problem)
-        skip_invalid = cfg.sweep.get("skip_invalid") is True
-        tic = time.perf_counter()
-        jobs, composer = self.plan(arguments)
-        notes = self._classify(jobs, sweep_dir, skip_invalid)
-        self.validation_seconds = time.perf_counter() - tic
-        log.debug("planned %d jobs in %.3f s (%d compositions)", len(jobs), self.validation_seconds,
-                  composer.n_compositions)
+        self.composer = Composer(self.hydra_context.config_loader, cfg)
+        self.finished = self._finished_runs(sweep_dir)
+        self.jobs, self.outcomes, self.n_planned, self.next_index = [], [], 0, 0
+        self.validation_seconds = 0.0
+        lines = self.expand(arguments)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(cfg))
+        protocol = (cfg.sweep.get("protocol") or {}).get("name", "grid")
+        if protocol == "tune":
+            from lossbench.sweep.protocol import run_tune
 
+            run_tune(self, lines)
+        elif protocol == "grid":
+            self.round([(job, None) for job in lines])
+        else:
+            raise PlanError(f"protocol={protocol!r} is not allowed; allowed: grid | tune")
+        return self._finish(started)
+
+    def stopped(self) -> bool:
+        """True when a round was interrupted or lost runs: no further round may start."""
+        return any(o["interrupted"] or o["errors"] for o in self.outcomes) or bool(self.lost())
+
+    def summary_of(self, job: Job) -> dict | None:
+        """The summary of a job that finished (earlier, or in this sweep), else None."""
+        if "summary" in job.extra:
+            return job.extra["summary"]
+        for outcome in self.outcomes:
+            watcher = outcome.get("watcher")
+            if watcher is not None and id(job) in watcher.done:
+                return watcher.done[id(job)]
+        return None
+
+    def lost(self) -> list[Job]:
+        return [job for job in self.jobs if job.status in ("run", "elsewhere") and self.summary_of(job) is None]
+
+    def round(self, specs, title: str | None = None, skip_invalid: bool | None = None) -> list[Job]:
+        """Plan, check and launch one list of jobs (a grid, or one stage of a protocol); returns its jobs."""
+        from lossbench.records import FINISHED_INDEX, write_json
+
+        cfg, sweep_dir = self.config, self.sweep_dir
+        if skip_invalid is None:
+            skip_invalid = cfg.sweep.get("skip_invalid") is True
+        tic = time.perf_counter()
+        jobs = self.plan(specs)
+        notes = self._classify(jobs, sweep_dir, skip_invalid)
+        self.validation_seconds += time.perf_counter() - tic
+        log.debug("planned %d jobs in %.3f s (%d compositions so far)", len(jobs), time.perf_counter() - tic,
+                  self.composer.n_compositions)
         invalid = [job for job in jobs if job.status == "invalid"]
         if invalid:
             lines = "\n".join(f"  {job.label}: {job.message}" for job in invalid[:20])
@@ -229,28 +274,27 @@ class Engine:
                   f"started.\n{lines}{more}\nFix the values, or add sweep.skip_invalid=true to skip impossible "
                   "combinations.", file=sys.stderr)
             sys.exit(2)
-
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(cfg))
-        skipped = [job for job in jobs if job.status == "skipped"]
+        self.jobs.extend(jobs)
+        skipped = [job for job in self.jobs if job.status == "skipped"]
         write_json(sweep_dir / "skipped.json",
                    {"skipped": [{"overrides": list(j.overrides), "message": j.message} for j in skipped]})
-        write_json(sweep_dir / FINISHED_INDEX, {j.config_hash: j.run_dir.name for j in jobs if j.status == "finished"})
-        to_run = [job for job in jobs if job.status == "run"]
-        elsewhere = [job for job in jobs if job.status == "elsewhere"]
-        reused = [job for job in jobs if job.status == "finished"]
+        write_json(sweep_dir / FINISHED_INDEX,
+                   {j.config_hash: j.run_dir.name for j in self.jobs if j.status == "finished"})
         quiet = cfg.get("progress") == "none"
-        print(plan_line_for(jobs), flush=True)
+        print(plan_line_for(jobs, title), flush=True)
         for note in notes:
             print(note, flush=True)
-        if skipped and not quiet:
-            for job in skipped[:5]:
-                print(f"  skipped {job.label}: {job.message}", flush=True)
-            if len(skipped) > 5:
-                print(f"  ... {len(skipped) - 5} more in {_display(sweep_dir / 'skipped.json')}", flush=True)
-
-        outcome = self._launch(to_run, elsewhere, jobs, sweep_dir, quiet)
-        return self._finish(jobs, reused, skipped, outcome, sweep_dir, started)
+        reasons: dict[str, int] = {}
+        for job in jobs:
+            if job.status == "skipped":
+                reasons[job.message] = reasons.get(job.message, 0) + 1
+        if reasons and not quiet:  # one line per distinct reason; every job is in skipped.json
+            for message, n in list(reasons.items())[:3]:
+                print(f"  {n} skipped: {message}", flush=True)
+        to_run = [job for job in jobs if job.status == "run"]
+        elsewhere = [job for job in jobs if job.status == "elsewhere"]
+        self.outcomes.append(self._launch(to_run, elsewhere, jobs, sweep_dir, quiet))
+        return jobs
 
     def _labels(self, jobs: list[Job]) -> dict[int, str]:
         """Each job's overrides that vary across the sweep (``loss=ce,seed=3``), for progress lines."""
@@ -279,18 +323,17 @@ class Engine:
         outcome["watcher"] = watcher
         packs = chunks(to_run, self.runs_per_job)
         self.task.packs = {tuple(p[0].overrides): [(j.index, j.overrides) for j in p[1:]] for p in packs}
-        next_index = 0
         try:
             for batch in chunks(packs, self.max_batch_size):
                 try:
-                    self.launcher.launch([list(p[0].overrides) for p in batch], initial_job_idx=next_index)
+                    self.launcher.launch([list(p[0].overrides) for p in batch], initial_job_idx=self.next_index)
                 except KeyboardInterrupt:
                     raise
                 except Exception as err:  # a dead worker, a scheduler error: lose this batch only
                     lost = [job for pack in batch for job in pack]
                     outcome["errors"].append((err, lost))
                     self._log_error(sweep_dir, err)
-                next_index += len(batch)
+                self.next_index += len(batch)
             # runs another process is training: wait for them, so both sweeps end with a full report
             watcher.poll()
             waiting = [job for job in watched if id(job) not in watcher.done and held_elsewhere(job.run_dir)]
@@ -314,33 +357,35 @@ class Engine:
         except OSError:
             pass
 
-    def _finish(self, jobs, reused, skipped, outcome, sweep_dir: Path, started: float) -> list[float]:
+    def _finish(self, started: float) -> list[float]:
         from lossbench.records import write_json
         from lossbench.sweep.launch import end_workers
         from lossbench.sweep.objective import objective_value
 
-        watcher = outcome.get("watcher")
-        done = watcher.done if watcher else {}
-        launched = [job for job in jobs if job.status in ("run", "elsewhere")]
-        missing = [job for job in launched if id(job) not in done]
-        interrupted, errors = outcome["interrupted"], outcome["errors"]
+        sweep_dir, jobs = self.sweep_dir, self.jobs
+        interrupted = any(o["interrupted"] for o in self.outcomes)
+        errors = [error for o in self.outcomes for error in o["errors"]]
         if interrupted or errors:
             end_workers()
-            # a worker may have finished a run while we stopped: count it
-            if watcher:
-                watcher.poll()
-                missing = [job for job in launched if id(job) not in watcher.done]
+            for outcome in self.outcomes:  # a worker may have finished a run while we stopped: count it
+                if outcome.get("watcher") is not None:
+                    outcome["watcher"].poll()
+        launched = [job for job in jobs if job.status in ("run", "elsewhere")]
+        missing = self.lost()
         reasons = {}
         for err, lost in errors:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             for job in lost:
-                reasons[id(job)] = f"the launcher raised {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                reasons[id(job)] = f"the launcher raised {type(err).__name__}: {first}"
         for job in missing:
             reasons.setdefault(id(job), "interrupted (Ctrl-C)" if interrupted else
                                "the run did not finish (its job ended without a summary; see its lossbench.log)")
         write_json(sweep_dir / "missing.json",
                    {"missing": [{"overrides": list(j.overrides), "reason": reasons[id(j)]} for j in missing]})
 
-        summaries = [job.extra["summary"] for job in reused] + list(done.values())
+        reused = [job for job in jobs if job.status == "finished"]
+        skipped = [job for job in jobs if job.status == "skipped"]
+        summaries = [s for s in (self.summary_of(job) for job in jobs) if s is not None]
         counts: dict[str, int] = {}
         for summary in summaries:
             counts[summary.get("status", "?")] = counts.get(summary.get("status", "?"), 0) + 1
@@ -367,8 +412,7 @@ class Engine:
                   file=sys.stderr, flush=True)
             sys.exit(130 if interrupted else 1)
         setting = self.config.sweep.get("objective", "auto")
-        values = [objective_value(s, setting) for s in summaries]
-        return values
+        return [objective_value(s, setting) for s in summaries]
 
     def _report(self, sweep_dir: Path, summaries: list[dict]) -> None:
         if not summaries:
@@ -395,8 +439,9 @@ def _valid_seed(cfg) -> bool:
     return isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0
 
 
-def plan_line_for(jobs: list[Job]) -> str:
+def plan_line_for(jobs: list[Job], title: str | None = None) -> str:
     from lossbench.sweep.progress import plan_line
 
     count = lambda status: sum(1 for job in jobs if job.status == status)  # noqa: E731
-    return plan_line(len(jobs), count("run"), count("finished"), count("skipped"), count("elsewhere"))
+    line = plan_line(len(jobs), count("run"), count("finished"), count("skipped"), count("elsewhere"))
+    return line.replace("lossbench: ", f"lossbench: {title}: ", 1) if title else line
