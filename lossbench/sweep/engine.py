@@ -231,6 +231,9 @@ class Engine:
 
             run_tune(self, lines)
         elif protocol == "grid":
+            from lossbench.sweep.protocol import write_grid_plan
+
+            write_grid_plan(self, lines)
             self.round([(job, None) for job in lines])
         else:
             raise PlanError(f"protocol={protocol!r} is not allowed; allowed: grid | tune")

@@ -173,9 +173,46 @@ def _flatten(node, prefix="") -> dict:
     return {prefix[:-1]: node}
 
 
+def fixed_settings(configs: list[dict], exclude=()) -> dict:
+    """``{dotted key: value}`` of every setting all ``configs`` (resolved) share, seed and display keys aside."""
+    from lossbench.build import NON_RESULT_KEYS
+
+    if not configs:
+        return {}
+    flat = [_flatten({k: v for k, v in c.items() if k not in NON_RESULT_KEYS and k != "seed"}) for c in configs]
+    missing = object()
+    return {k: v for k, v in flat[0].items()
+            if k not in set(exclude) and all(f.get(k, missing) == v for f in flat[1:])}
+
+
+def write_grid_plan(engine, job_lines: list[tuple[str, ...]]) -> None:
+    """``sweep.json`` for a plain grid: the swept keys are the arms, every seed confirms."""
+    from lossbench.records import write_json
+
+    arms, seeds, values = {}, [], {}
+    for lines in job_lines:
+        for line in lines:
+            key, _, value = line.partition("=")
+            values.setdefault(_key(line), set()).add(value)
+            if _key(line) == "seed" and _number(value) is not None and _number(value) not in seeds:
+                seeds.append(_number(value))
+        arms.setdefault(tuple(line for line in lines if _key(line) != "seed"), None)
+    configs = []
+    for lines in arms:
+        try:
+            configs.append(OmegaConf.to_container(engine.composer.compose(lines)[0], resolve=True))
+        except Exception:  # an arm that cannot work is reported by the sweep itself
+            continue
+    plan = {"protocol": "grid", "objective": engine.config.sweep.get("objective", "auto"),
+            "arm_keys": [k for k, v in values.items() if len(v) > 1 and k != "seed"], "tuned_keys": [],
+            "tuning_seeds": [], "confirm_seeds": seeds or [engine.config.get("seed")],
+            "fixed_settings": fixed_settings(configs)}
+    write_json(engine.sweep_dir / "sweep.json", plan)
+
+
 def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
     """Run both stages of the protocol through ``engine.round`` and write tuned.csv and sweep.json."""
-    from lossbench.build import NON_RESULT_KEYS, ConfigError
+    from lossbench.build import ConfigError
     from lossbench.records import atomic_write_text, write_json
     from lossbench.sweep.validate import check
 
@@ -254,10 +291,7 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
                         "Fix the values, or add sweep.skip_invalid=true to skip impossible combinations.")
 
     valid_arms = [arm for arm in arm_list if arm.valid]
-    fixed = {}
-    if configs:
-        flat = [_flatten({k: v for k, v in c.items() if k not in NON_RESULT_KEYS and k != "seed"}) for c in configs]
-        fixed = {k: v for k, v in flat[0].items() if k not in tuned and all(f.get(k, object()) == v for f in flat[1:])}
+    fixed = fixed_settings(configs, exclude=tuned)
     plan = {"protocol": "tune", "objective": setting_name, "arm_keys": arm_keys, "tuned_keys": tuned,
             "tuning_seeds": tune_seeds, "confirm_seeds": confirm_seeds, "fixed_settings": fixed,
             "max_extensions": int(protocol.get("max_extensions", 2)), "arms": []}
