@@ -26,6 +26,7 @@ import time
 import traceback
 from pathlib import Path
 
+from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.sweep.plan import Job, PlanError, chunks, expand, override_dirname, parse, sweep_arguments
@@ -317,7 +318,7 @@ class Engine:
         from lossbench.sweep.claim import held_elsewhere
         from lossbench.sweep.progress import Watcher
 
-        outcome = {"interrupted": False, "errors": [], "elsewhere": []}
+        outcome = {"interrupted": False, "errors": [], "failed": {}}
         watched = to_run + elsewhere
         if not watched:
             outcome["watcher"] = None
@@ -329,7 +330,16 @@ class Engine:
         try:
             for batch in chunks(packs, self.max_batch_size):
                 try:
-                    self.launcher.launch([list(p[0].overrides) for p in batch], initial_job_idx=self.next_index)
+                    returns = self.launcher.launch([list(p[0].overrides) for p in batch],
+                                                   initial_job_idx=self.next_index)
+                    for pack, job_return in zip(batch, returns):  # a task that raised: its log is the sweep's
+                        if job_return.status == JobStatus.FAILED:
+                            try:
+                                job_return.return_value  # re-raises the task's exception
+                            except Exception as err:
+                                self._log_error(sweep_dir, err, f"the task of {pack[0].label} raised")
+                                for job in pack:
+                                    outcome["failed"][id(job)] = f"{type(err).__name__}: {err}"
                 except KeyboardInterrupt:
                     raise
                 except Exception as err:  # a dead worker, a scheduler error: lose this batch only
@@ -352,11 +362,11 @@ class Engine:
             watcher.stop()
         return outcome
 
-    def _log_error(self, sweep_dir: Path, err: BaseException) -> None:
+    def _log_error(self, sweep_dir: Path, err: BaseException, what: str = "the launcher raised") -> None:
         text = "".join(traceback.format_exception(type(err), err, err.__traceback__))
         try:
             with open(sweep_dir / SWEEP_LOG, "a", encoding="utf-8") as f:
-                f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] the launcher raised:\n{text}\n")
+                f.write(f"[{time.strftime('%Y-%m-%d %H:%M:%S')}] {what}:\n{text}\n")
         except OSError:
             pass
 
@@ -380,6 +390,9 @@ class Engine:
             first = str(err).strip().splitlines()[0] if str(err).strip() else ""
             for job in lost:
                 reasons[id(job)] = f"the launcher raised {type(err).__name__}: {first}"
+        for outcome in self.outcomes:
+            for key, message in outcome.get("failed", {}).items():
+                reasons.setdefault(key, f"its job raised {message} (traceback in {SWEEP_LOG})")
         for job in missing:
             reasons.setdefault(id(job), "interrupted (Ctrl-C)" if interrupted else
                                "the run did not finish (its job ended without a summary; see its lossbench.log)")

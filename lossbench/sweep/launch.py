@@ -92,15 +92,26 @@ class SweepTask:
 
         self._start_watchdog()
         key = tuple(HydraConfig.get().overrides.task)
-        value = self.task_function(cfg)
+        error, value = None, None
+        try:
+            value = self.task_function(cfg)
+        except Exception as err:  # the packed runs still run; the launcher job reports the first error
+            error = err
         for index, overrides in self.packs.get(key, []):
             config = self.hydra_context.config_loader.load_sweep_config(
                 master_config=self.master_config, sweep_overrides=list(overrides))
             with open_dict(config):
                 config.hydra.job.id = f"packed_{index}"
                 config.hydra.job.num = index
-            run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
-                    job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            result = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
+                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            if error is None and result.status.name == "FAILED":
+                try:
+                    result.return_value  # re-raises the packed run's exception
+                except Exception as err:
+                    error = err
+        if error is not None:
+            raise error
         return value
 
 
