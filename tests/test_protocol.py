@@ -85,11 +85,30 @@ def _attempts(sweep_dir):
     return {p.parent.name: p.read_text().count("attempt started by pid") for p in sweep_dir.glob("*/lossbench.log")}
 
 
+STUDY = """# @package _global_
+defaults:
+  - override /dataset: iris
+  - override /protocol: tune
+  - override /hydra/launcher: joblib
+trainer:
+  epochs: 2
+sweep:
+  protocol:
+    decades: 2
+    confirm_seeds: [0, 1, 2]
+hydra:
+  sweeper:
+    params:
+      loss: l2,ce
+"""
+
+
 @pytest.mark.slow
 def test_tune_then_confirm_end_to_end_and_resume_across_both_stages(tmp_path):
+    (tmp_path / "my_conf" / "experiment").mkdir(parents=True)
+    (tmp_path / "my_conf" / "experiment" / "tiny_tune.yaml").write_text(STUDY)  # a study selects the protocol
     sweep_dir = tmp_path / "tuned"
-    args = ["-m", "protocol=tune", "dataset=iris", "loss=l2,ce", "trainer.epochs=2", "sweep.protocol.decades=2",
-            "sweep.protocol.confirm_seeds=[0,1,2]", "progress=none", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    args = ["--config-dir", "my_conf", "-m", "experiment=tiny_tune", "progress=none", "hydra.launcher.n_jobs=2",
             f"hydra.sweep.dir={sweep_dir}"]
     proc = run_cli(args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
