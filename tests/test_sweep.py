@@ -105,3 +105,24 @@ def test_stale_temporary_files_are_removed(tmp_path):
     write_json(tmp_path / "summary.json", {"status": "completed"})
     assert remove_stale_temporaries(tmp_path) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_the_sweeper_is_found_by_compose_and_by_hydras_plugin_scan(tmp_path):
+    """Composing lossbench's config needs no lossbench import; Hydra finds the sweeper class (any install)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from hydra import compose, initialize_config_module\n"
+        "with initialize_config_module(config_module='lossbench.conf', version_base='1.3'):\n"
+        "    cfg = compose(config_name='config', return_hydra_config=True)\n"
+        "print(cfg.hydra.sweeper._target_)\n"
+        "import lossbench.run\n"
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "print(sorted(c.__name__ for c in Plugins.instance().discover(Sweeper)))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    target, classes = out.stdout.splitlines()
+    assert target == "hydra_plugins.lossbench_sweeper.lossbench_sweeper.LossbenchSweeper"
+    assert "LossbenchSweeper" in classes

@@ -227,17 +227,22 @@ class Engine:
         sweep_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(cfg))
         protocol = (cfg.sweep.get("protocol") or {}).get("name", "grid")
-        if protocol == "tune":
-            from lossbench.sweep.protocol import run_tune
-
-            run_tune(self, lines)
-        elif protocol == "grid":
-            from lossbench.sweep.protocol import write_grid_plan
-
-            write_grid_plan(self, lines)
-            self.round([(job, None) for job in lines])
-        else:
+        if protocol not in ("grid", "tune"):
             raise PlanError(f"protocol={protocol!r} is not allowed; allowed: grid | tune")
+        try:
+            if protocol == "tune":
+                from lossbench.sweep.protocol import run_tune
+
+                run_tune(self, lines)
+            else:
+                from lossbench.sweep.protocol import write_grid_plan
+
+                write_grid_plan(self, lines)
+                self.round([(job, None) for job in lines])
+        except KeyboardInterrupt:  # between two rounds: what finished still gets its report
+            if not self.jobs:
+                raise
+            self.outcomes.append({"interrupted": True, "errors": [], "failed": {}, "watcher": None})
         return self._finish(started)
 
     def stopped(self) -> bool:
