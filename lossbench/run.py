@@ -222,6 +222,7 @@ def _open_tracker(cfg: DictConfig, out_dir: Path, name: str):
 
 
 CHECKPOINT_FILES = ("checkpoint.npz", "checkpoint.json")
+DATA_FILES = ("metrics.csv", "params.npz", "calibration.csv", "gradients.csv")
 
 
 def _write_outputs(built, result, out_dir: Path, summary: dict) -> None:
@@ -295,8 +296,10 @@ def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: lis
     removed = remove_stale_temporaries(out_dir)
     _log_to_file("==== %s: attempt started by pid %d%s ====", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
                  f" (removed {removed} temporary files of a killed attempt)" if removed else "")
-    # a summary left from an earlier attempt in this folder must not sit beside new, partial files
-    (out_dir / "summary.json").unlink(missing_ok=True)
+    # an earlier attempt's summary must not sit beside new, partial files, nor its data files beside
+    # this attempt's (a regression run writes no calibration.csv); the checkpoint stays: it resumes
+    for name in ("summary.json", *DATA_FILES):
+        (out_dir / name).unlink(missing_ok=True)
 
     summary = {
         "status": "failed", "message": None, "stop_epoch": 0, "epochs": int(cfg.trainer.epochs),
