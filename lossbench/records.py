@@ -99,10 +99,21 @@ REUSABLE_STATUSES = ("completed", "diverged")
 FINISHED_INDEX = "finished_runs.json"
 
 
+def finished_summary(run_dir: Path, config_hash: str) -> dict | None:
+    """The summary of ``run_dir`` when it finished (completed or diverged) with this config hash, else None.
+
+    A run of another lossbench version is not finished for this one: the code is part of the key.
+    """
+    summary = read_json(Path(run_dir) / "summary.json")
+    if isinstance(summary, dict) and summary.get("status") in REUSABLE_STATUSES \
+            and summary.get("config_hash") == config_hash \
+            and summary.get("lossbench_version") == lossbench_version():
+        return summary
+    return None
+
+
 def _is_finished(run_dir: Path, config_hash: str) -> bool:
-    """True when ``run_dir`` finished (completed or diverged) with this config hash."""
-    summary = read_json(run_dir / "summary.json")
-    return bool(summary) and summary.get("status") in REUSABLE_STATUSES and summary.get("config_hash") == config_hash
+    return finished_summary(run_dir, config_hash) is not None
 
 
 def index_finished_runs(sweep_dir: Path) -> None:
@@ -174,7 +185,51 @@ def provenance() -> dict:
     return {
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "host": platform.node(),
         "versions": versions,
         "blas": blas,
         "git_commit": _git_commit(),
     }
+
+
+@functools.lru_cache(maxsize=1)
+def lossbench_version() -> str | None:
+    """The installed lossbench's version (None when it is not installed, e.g. run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lossbench")
+    except PackageNotFoundError:
+        return None
+
+
+def code_version() -> dict:
+    """``{"lossbench_version": ..., "git_commit": ...}``: the part of a run's cache key that is code."""
+    return {"lossbench_version": lossbench_version(), "git_commit": _git_commit()}
+
+
+def file_digests(run_dir: Path, names=("metrics.csv", "params.npz", "gradients.csv", "calibration.csv")) -> dict:
+    """``{name: sha256}`` of the run's data files that exist, for the report's damage check."""
+    import hashlib
+
+    digests = {}
+    for name in names:
+        path = Path(run_dir) / name
+        if path.is_file():
+            digests[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digests
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete the ``.NAME.*.tmp`` files a killed attempt left in ``run_dir``; returns how many.
+
+    Call only while holding the run's claim: another process's temporary file is never stale.
+    """
+    removed = 0
+    for path in Path(run_dir).glob(".*.tmp"):
+        try:
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed

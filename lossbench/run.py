@@ -2,7 +2,7 @@
 
 ``lossbench [overrides]`` trains one run into ``runs/<date>_<time>-p<pid>/``;
 ``lossbench -m [sweep overrides]`` runs a sweep, one directory per job, and ends with the report
-(see :mod:`lossbench.callbacks`). Configuration becomes objects in :mod:`lossbench.build`; this
+(see :mod:`lossbench.sweep`). Configuration becomes objects in :mod:`lossbench.build`; this
 module decides what a run does with them and what it leaves on disk.
 """
 
@@ -24,19 +24,31 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.build import ConfigError, build, changes_results, config_hash
-from lossbench.records import find_finished_run, provenance, write_json, write_metrics, write_params
+from lossbench.checkpoint import remove_checkpoint
+from lossbench.records import (code_version, file_digests, find_finished_run, finished_summary, provenance, read_json,
+                               remove_stale_temporaries, write_json, write_metrics, write_params)
+from lossbench.sweep.claim import Claim
+from lossbench.sweep.claim import owner as claim_owner
+from lossbench.sweep.objective import objective_value
 from lossbench.trackers import open_tracker
 
 log = logging.getLogger("lossbench")
 
 
 def _job_dirname(override_dirname: str) -> str:
-    """A sweep job's folder name from its overrides: readable, filesystem-safe, at most 120 chars."""
+    """A sweep job's folder name from its overrides: readable, filesystem-safe, at most 120 chars.
+
+    Characters outside ``[A-Za-z0-9=,._+-]`` become ``_``; when that changed the name, a hash of the
+    original is appended, so ``dataset.path=a/d.csv`` and ``dataset.path=a_d.csv`` never share a folder.
+    """
     if not override_dirname:
         return "default"
     name = re.sub(r"[^A-Za-z0-9=,._+-]", "_", override_dirname)
+    digest = hashlib.sha256(override_dirname.encode()).hexdigest()[:12]
     if len(name) > 120:
-        name = name[:100] + "-" + hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name[:100] + "-" + digest
+    elif name != override_dirname:
+        name = f"{name}-{digest[:8]}"
     return name
 
 
@@ -59,6 +71,23 @@ def _register_resolvers() -> None:
 
 
 _register_resolvers()
+
+
+def _register_sweeper() -> None:
+    """Make sure Hydra knows lossbench's sweeper, installed from a wheel or editable.
+
+    Hydra finds plugins by listing the ``hydra_plugins`` namespace with ``pkgutil``; the import hook
+    of a setuptools editable install can be imported from but not listed, so the sweeper (and its
+    ``hydra/sweeper=lossbench`` config) would be missing. Importing the module registers the config;
+    ``Plugins.register`` (Hydra's public way to add a plugin class) does the rest. Idempotent.
+    """
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.lossbench_sweeper.lossbench_sweeper import LossbenchSweeper
+
+    Plugins.instance().register(LossbenchSweeper)
+
+
+_register_sweeper()
 
 
 class _Progress:
@@ -135,9 +164,20 @@ def _choices(hydra_cfg) -> dict:
     return {k: v for k, v in hydra_cfg.runtime.choices.items() if not k.startswith("hydra/") and v is not None}
 
 
+def _quiet_console() -> None:
+    """Inside a sweep a job logs to its ``lossbench.log`` only: the sweeper prints one line per run."""
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if isinstance(h, logging.FileHandler)
+                     or not isinstance(h, logging.StreamHandler)]
+
+
 def _refuse(cfg: DictConfig, err: ConfigError, out_dir: Path, multirun: bool, label: str,
             overrides: list[str]) -> dict | None:
-    """Bad input: one line and exit 2 for a single run; inside a sweep, skip or record and go on."""
+    """Bad input: one line and exit 2 for a single run; inside a sweep, skip or record and go on.
+
+    Nothing of an earlier attempt in ``out_dir`` is touched: a failed record is written only into a
+    folder that holds no summary yet, under the run's claim.
+    """
     if multirun and cfg.sweep.get("skip_invalid") is True:
         log.info("skip %s: not a valid combination: %s", label, err)
         _cleanup_unfinished(out_dir)
@@ -147,20 +187,48 @@ def _refuse(cfg: DictConfig, err: ConfigError, out_dir: Path, multirun: bool, la
         summary = {"status": "failed", "message": f"invalid configuration: {err}", "stop_epoch": 0,
                    "task": None, "final": {}, "best": {}, "overrides": overrides, "seed": None, "config": {},
                    "config_hash": "invalid-" + hashlib.sha256(label.encode()).hexdigest()[:8],
-                   "choices": _choices(HydraConfig.get()), "finished_at": time.time()}
-        write_json(out_dir / "summary.json", summary)
+                   "choices": _choices(HydraConfig.get()), "finished_at": time.time(),
+                   "stage": cfg.sweep.get("stage"), **code_version()}
+        with Claim(out_dir) as claim:
+            if claim.held and not (out_dir / "summary.json").exists():
+                write_json(out_dir / "summary.json", summary)
         return summary
     print(f"lossbench: error: {err}", file=sys.stderr)
     _cleanup_unfinished(out_dir)
     sys.exit(2)
 
 
-def run(cfg: DictConfig) -> dict | None:
-    """Validate and build everything from ``cfg``, train, and write the run's files.
+def _log_to_file(message: str, *args) -> None:
+    """Log a line to the run's ``lossbench.log`` only (the separator between attempts is no console news)."""
+    record = log.makeRecord(log.name, logging.INFO, __file__, 0, message, args, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
-    Returns the summary dict (also written to ``summary.json``), or ``None`` when the run was
-    skipped: an identical run already finished in the sweep, or (``sweep.skip_invalid``) the
-    combination cannot work. Bad input in a single run exits with status 2.
+
+DATA_FILES = ("metrics.csv", "params.npz", "calibration.csv", "gradients.csv")
+
+
+def _write_outputs(built, result, out_dir: Path, summary: dict) -> None:
+    """The run's data files (each atomic), then their checksums into ``summary``."""
+    write_metrics(out_dir / "metrics.csv", result.records)
+    summary["final"], summary["best"] = _final_and_best(result.records)
+    write_params(out_dir / "params.npz", built.model.params)
+    built.write_calibration(out_dir / "calibration.csv")  # not written for a loss without a link
+    built.write_gradient_curves(out_dir / "gradients.csv")
+    summary["files"] = file_digests(out_dir)
+
+
+def run(cfg: DictConfig) -> dict | None:
+    """Validate and build everything from ``cfg``, claim the run, train, and write the run's files.
+
+    Returns the summary dict (also written to ``summary.json``); inside a sweep, the summary of an
+    identical run that finished earlier (nothing is trained or written then), or ``None`` when the
+    run was skipped (``sweep.skip_invalid``) or another process holds its claim. Bad input in a
+    single run exits with status 2, a run that cannot write its files with status 1.
+
+    Order matters for the files of an earlier attempt: nothing in the folder is touched until the
+    config is valid and the run is claimed (:class:`lossbench.sweep.claim.Claim`).
     """
     started = time.time()
     hydra_cfg = HydraConfig.get()
@@ -168,6 +236,8 @@ def run(cfg: DictConfig) -> dict | None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     overrides = OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)  # "${...}" kept as typed
     label = " ".join(overrides) or "defaults"
+    if multirun:
+        _quiet_console()
 
     try:
         run_config_hash = config_hash(cfg)
@@ -177,19 +247,52 @@ def run(cfg: DictConfig) -> dict | None:
                 log.info("skip %s: finished earlier with the same config (%s)", label, done)
                 if done.resolve() != out_dir.resolve():
                     _cleanup_unfinished(out_dir)
-                return None
-        # a summary left from an earlier attempt in this folder must not sit beside new, partial files
-        (out_dir / "summary.json").unlink(missing_ok=True)
+                return read_json(done / "summary.json")
         built = build(cfg)
     except ConfigError as err:
         return _refuse(cfg, err, out_dir, multirun, label, overrides)
+
+    claim = Claim(out_dir)
+    try:
+        if not claim.acquire():
+            holder = claim_owner(out_dir)
+            text = (f"another process (pid {holder.get('pid', '?')} on {holder.get('host', '?')}) is training "
+                    f"this run in {_display_path(out_dir)}")
+            log.warning("skip %s: %s", label, text)
+            if not multirun:
+                print(f"lossbench: error: {text}", file=sys.stderr)
+                sys.exit(1)
+            return None
+        if multirun:  # another process may have finished it while we waited for the claim
+            done = finished_summary(out_dir, run_config_hash)
+            if done is not None:
+                log.info("skip %s: another process finished it meanwhile", label)
+                return done
+        return _train(cfg, built, out_dir, multirun, label, overrides, run_config_hash, started, hydra_cfg)
+    finally:
+        claim.release()
+
+
+def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: list[str], run_config_hash: str,
+           started: float, hydra_cfg) -> dict:
+    """Train a claimed, valid run and write its files; a failure to write is one line and a failed record."""
+    removed = remove_stale_temporaries(out_dir)
+    _log_to_file("==== %s: attempt started by pid %d%s ====", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
+                 f" (removed {removed} temporary files of a killed attempt)" if removed else "")
+    # an earlier attempt's summary must not sit beside new, partial files, nor its data files beside
+    # this attempt's (a regression run writes no calibration.csv); the checkpoint stays: it resumes
+    for name in ("summary.json", *DATA_FILES):
+        (out_dir / name).unlink(missing_ok=True)
 
     summary = {
         "status": "failed", "message": None, "stop_epoch": 0, "epochs": int(cfg.trainer.epochs),
         "task": built.data.task, "dataset": built.data.name, "final": {}, "best": {},
         "wall_time_s": None, "train_time_s": None, "seed": int(cfg.seed), "config_hash": run_config_hash,
-        "overrides": overrides, "choices": _choices(hydra_cfg),
-        "config": OmegaConf.to_container(cfg, resolve=True), "provenance": None,
+        "overrides": overrides, "choices": _choices(hydra_cfg), "stage": cfg.sweep.get("stage"),
+        **code_version(), "resumed_from_epoch": 0,
+        "config": OmegaConf.to_container(cfg, resolve=True), "provenance": None, "files": {},
+        "split_sizes": {split: len(getattr(built.data, f"y_{split}")) for split in ("train", "val", "test")
+                        if getattr(built.data, f"y_{split}") is not None},
     }
     progress = _Progress(cfg.progress, int(cfg.trainer.epochs), multirun)
     tracker = open_tracker(cfg, out_dir, out_dir.name)  # logger=mlflow|tensorboard; never raises
@@ -205,9 +308,13 @@ def run(cfg: DictConfig) -> dict | None:
         limit = None if cfg.blas_threads == 0 else int(cfg.blas_threads)
         with threadpool_limits(limits=limit):
             summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
-            result = built.train(on_epoch=on_epoch)
+            result = built.train(on_epoch=on_epoch, checkpoint=out_dir)
         summary["status"], summary["message"] = result.status, result.message
         summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s
+        summary["resumed_from_epoch"] = result.resumed_from_epoch
+        summary["collapsed_to_chance"] = result.collapsed_to_chance
+        if result.collapse_message:
+            summary["message"] = summary["message"] or result.collapse_message
     except Exception as err:  # a failed run is a result too; the sweep goes on
         summary["message"] = f"{type(err).__name__}: {err}"
         log.error("run failed: %s\n%s", summary["message"], traceback.format_exc())
@@ -216,14 +323,25 @@ def run(cfg: DictConfig) -> dict | None:
     finally:
         progress.close()
 
-    if result is not None:
-        write_metrics(out_dir / "metrics.csv", result.records)
-        summary["final"], summary["best"] = _final_and_best(result.records)
-        write_params(out_dir / "params.npz", built.model.params)
-        built.write_calibration(out_dir / "calibration.csv")
-    summary["wall_time_s"] = time.time() - started
-    summary["finished_at"] = time.time()
-    write_json(out_dir / "summary.json", summary)  # last: its presence marks the run as finished
+    try:
+        if result is not None:
+            _write_outputs(built, result, out_dir, summary)
+        summary["wall_time_s"] = time.time() - started
+        summary["finished_at"] = time.time()
+        write_json(out_dir / "summary.json", summary)  # last: its presence marks the run as finished
+    except OSError as err:
+        message = f"cannot write the run's files in {_display_path(out_dir)}: {err.strerror or err}"
+        log.error("%s\n%s", message, traceback.format_exc())
+        summary.update(status="failed", message=message, final={}, best={}, finished_at=time.time())
+        try:  # a small record may still fit where the data did not
+            write_json(out_dir / "summary.json", summary)
+        except OSError:
+            pass
+        if not multirun:
+            print(f"lossbench: error: {message}", file=sys.stderr)
+            sys.exit(1)
+        return summary
+    remove_checkpoint(out_dir)  # the run is finished: its checkpoint would only mislead a re-run
     tracker.finish(summary)
 
     final = summary["final"]
@@ -238,9 +356,14 @@ def run(cfg: DictConfig) -> dict | None:
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Console script ``lossbench``: one run, or a sweep with ``-m``."""
-    run(cfg)
+def main(cfg: DictConfig) -> float:
+    """Console script ``lossbench``: one run, or a sweep with ``-m``.
+
+    Returns the run's ``sweep.objective`` (a float: NaN for a failed run, the worst value for a
+    diverged one), also for a run reused from disk, so a tuner such as Hydra's Optuna sweeper can
+    drive lossbench.
+    """
+    return objective_value(run(cfg), cfg.sweep.get("objective", "auto"))
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossbench.records import (FINISHED_INDEX, atomic_write_text, find_finished_run, index_finished_runs, read_json,
-                               write_json, write_metrics, write_params)
+from lossbench.records import (FINISHED_INDEX, atomic_write_text, find_finished_run, index_finished_runs,
+                               lossbench_version, read_json, write_json, write_metrics, write_params)
+
+VERSION = {"lossbench_version": lossbench_version()}
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary_file(tmp_path, monkeypatch):
@@ -48,7 +50,7 @@ def test_metrics_and_params_round_trip(tmp_path):
 @pytest.mark.parametrize("status, reused", [("completed", True), ("diverged", True), ("failed", False)])
 def test_a_resumed_sweep_reuses_results_but_retries_failures(tmp_path, status, reused):
     run_dir = tmp_path / "loss=ce,seed=0"
-    write_json(run_dir / "summary.json", {"status": status, "config_hash": "abc"})
+    write_json(run_dir / "summary.json", {"status": status, "config_hash": "abc", **VERSION})
     assert (find_finished_run(tmp_path, "abc") == run_dir) is reused
     assert find_finished_run(tmp_path, "other") is None
 
@@ -61,12 +63,18 @@ def test_an_unreadable_summary_is_not_a_finished_run(tmp_path):
 
 
 def test_a_sweep_looks_finished_runs_up_in_the_index_written_when_it_started(tmp_path):
-    write_json(tmp_path / "loss=ce,seed=0" / "summary.json", {"status": "completed", "config_hash": "abc"})
-    write_json(tmp_path / "loss=l2,seed=0" / "summary.json", {"status": "failed", "config_hash": "def"})
+    write_json(tmp_path / "loss=ce,seed=0" / "summary.json", {"status": "completed", "config_hash": "abc", **VERSION})
+    write_json(tmp_path / "loss=l2,seed=0" / "summary.json", {"status": "failed", "config_hash": "def", **VERSION})
     index_finished_runs(tmp_path)
     assert json.loads((tmp_path / FINISHED_INDEX).read_text()) == {"abc": "loss=ce,seed=0"}
     assert find_finished_run(tmp_path, "abc") == tmp_path / "loss=ce,seed=0"
     assert find_finished_run(tmp_path, "def") is None
     # the index names a folder; the folder's own summary must still say so (a lost run is redone)
     (tmp_path / "loss=ce,seed=0" / "summary.json").unlink()
+    assert find_finished_run(tmp_path, "abc") is None
+
+
+def test_a_run_of_another_lossbench_version_is_not_reused(tmp_path):
+    run_dir = tmp_path / "loss=ce,seed=0"
+    write_json(run_dir / "summary.json", {"status": "completed", "config_hash": "abc", "lossbench_version": "0.0.0"})
     assert find_finished_run(tmp_path, "abc") is None

@@ -1,0 +1,1 @@
+"""lossbench's sweeper, where Hydra looks for plugins (the ``hydra_plugins`` namespace package)."""

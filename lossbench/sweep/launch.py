@@ -1,0 +1,156 @@
+"""What runs inside a launcher job, and what ends the worker processes of a sweep that stopped.
+
+:class:`SweepTask` is the task function the sweeper hands to Hydra's launcher (basic, joblib,
+submitit). It runs lossbench's own task for the job's run, then the other runs packed into the same
+launcher job (``hydra.sweeper.runs_per_job``), each composed and run by Hydra's public
+``run_job`` into its own run folder. In a worker process on the sweeper's host it also watches the
+sweeper: when the sweeper is gone (SIGKILL, a closed terminal), the worker ends itself instead of
+training on for minutes and racing a re-run (its run claims are released by the kernel).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger("lossbench")
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """``(state, start time)`` of a process from /proc (Linux); None when it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return fields[0], fields[19]
+
+
+def process_alive(pid: int, start: str | None = None) -> bool:
+    """True when ``pid`` runs (not a zombie) and, when ``start`` is given, is the same process."""
+    stat = _proc_stat(pid)
+    if stat is None:
+        if Path("/proc/self/stat").exists():
+            return False
+        try:  # no /proc (macOS): signal 0 tests existence only
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    state, started = stat
+    return state not in ("Z", "X") and (start is None or started == start)
+
+
+def _watch_parent(pid: int, start: str | None, parent: int, interval: float = 0.5) -> None:
+    while True:
+        time.sleep(interval)
+        reparented = parent == pid and os.getppid() != parent
+        if reparented or not process_alive(pid, start):
+            log.error("the sweep (pid %d) is gone: ending this worker (pid %d)", pid, os.getpid())
+            logging.shutdown()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            os._exit(143)
+
+
+class SweepTask:
+    """The launcher's task function: lossbench's task for the job's run, then its packed runs.
+
+    Picklable (joblib and submitit send it to their workers). ``packs`` maps the override tuple of a
+    launcher job's first run to ``[(job_index, overrides), ...]`` of the runs packed with it.
+    """
+
+    def __init__(self, task_function, hydra_context, master_config):
+        self.task_function = task_function
+        self.hydra_context = hydra_context
+        self.master_config = master_config
+        self.packs: dict[tuple[str, ...], list[tuple[int, tuple[str, ...]]]] = {}
+        self.sweeper_pid = os.getpid()
+        self.sweeper_start = (_proc_stat(self.sweeper_pid) or (None, None))[1]
+        self.sweeper_host = socket.gethostname()
+
+    def _start_watchdog(self) -> None:
+        if os.getpid() == self.sweeper_pid or socket.gethostname() != self.sweeper_host:
+            return  # in-process (basic launcher), or a cluster node: nothing to watch from here
+        if getattr(SweepTask, "_watching", False):
+            return
+        SweepTask._watching = True
+        threading.Thread(target=_watch_parent, args=(self.sweeper_pid, self.sweeper_start, os.getppid()),
+                         name="lossbench-watchdog", daemon=True).start()
+
+    def __call__(self, cfg):
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.core.utils import run_job
+        from omegaconf import open_dict
+
+        self._start_watchdog()
+        key = tuple(HydraConfig.get().overrides.task)
+        error, value = None, None
+        try:
+            value = self.task_function(cfg)
+        except Exception as err:  # the packed runs still run; the launcher job reports the first error
+            error = err
+        for index, overrides in self.packs.get(key, []):
+            config = self.hydra_context.config_loader.load_sweep_config(
+                master_config=self.master_config, sweep_overrides=list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = f"packed_{index}"
+                config.hydra.job.num = index
+            result = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
+                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            if error is None and result.status.name == "FAILED":
+                try:
+                    result.return_value  # re-raises the packed run's exception
+                except Exception as err:
+                    error = err
+        if error is not None:
+            raise error
+        return value
+
+
+def descendants(pid: int | None = None) -> list[int]:
+    """Every process below ``pid`` (default: this one) in the process tree, from /proc (Linux only)."""
+    root = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            text = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(text[text.rfind(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def end_workers(grace: float = 3.0) -> int:
+    """SIGTERM every descendant process (joblib workers, submitit_local jobs), SIGKILL what remains."""
+    if not Path("/proc/self/stat").exists():
+        return 0
+    pids = descendants()
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + grace
+    while time.time() < deadline and any(process_alive(p) for p in pids):
+        time.sleep(0.1)
+    for pid in pids:
+        if process_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    return len(pids)

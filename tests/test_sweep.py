@@ -1,0 +1,128 @@
+"""The sweep engine's parts without the CLI: job expansion, folder names, objectives, claims."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import signal
+import time
+
+import pytest
+
+from lossbench.records import remove_stale_temporaries, write_json
+from lossbench.run import _job_dirname
+from lossbench.sweep.claim import Claim, held_elsewhere
+from lossbench.sweep.objective import check_objective, objective_value
+from lossbench.sweep.plan import PlanError, chunks, expand, override_dirname, parse, sweep_arguments
+
+
+def test_expansion_follows_the_basic_sweepers_grammar_and_order():
+    jobs = expand(parse(sweep_arguments({"loss": "l2,ce"}, ["seed=range(0,3)", "model=choice(softmax,mlp)"])))
+    assert len(jobs) == 12
+    assert jobs[0] == ("loss=l2", "seed=0", "model=softmax")
+    assert jobs[1] == ("loss=l2", "seed=0", "model=mlp"), "the last key varies fastest"
+    assert jobs[-1] == ("loss=ce", "seed=2", "model=mlp")
+
+
+def test_the_command_line_replaces_a_key_of_hydra_sweeper_params():
+    jobs = expand(parse(sweep_arguments({"seed": "0,1,2", "loss": "ce"}, ["seed=7"])))
+    assert jobs == [("seed=7", "loss=ce")]
+
+
+def test_an_interval_sweep_is_refused_with_its_key():
+    with pytest.raises(PlanError, match="optimizer.lr"):
+        expand(parse(["optimizer.lr=interval(0.1,1)"]))
+
+
+def test_folder_names_mirror_hydras_override_dirname():
+    overrides = parse(["seed=1", "loss=ce", "progress=none"])
+    assert override_dirname(overrides, ["progress"], ",", "=") == "loss=ce,seed=1"
+
+
+def test_sanitised_folder_names_never_collide():
+    assert _job_dirname("loss=ce,seed=1") == "loss=ce,seed=1", "names that need no change keep their form"
+    assert _job_dirname("dataset.path=a/d.csv") != _job_dirname("dataset.path=a_d.csv")
+    assert "/" not in _job_dirname("dataset.path=a/d.csv")
+    assert _job_dirname("dataset.path=a_d.csv") == "dataset.path=a_d.csv"
+
+
+def test_batches_and_packs():
+    assert chunks(list(range(5)), 2) == [[0, 1], [2, 3], [4]]
+    assert chunks(list(range(3)), None) == [[0, 1, 2]]
+    assert chunks([], 3) == []
+
+
+@pytest.mark.parametrize("summary, setting, expected", [
+    ({"status": "completed", "task": "classification", "final": {"val_accuracy": 0.9}}, "auto", 0.9),
+    ({"status": "completed", "task": "regression", "final": {"val_loss": 0.3}}, "auto", 0.3),
+    ({"status": "completed", "task": "regression", "final": {"val_r2": 0.5}}, "val_r2", 0.5),
+    ({"status": "diverged", "task": "classification", "final": {"val_accuracy": 0.95}}, "auto", 0.0),
+    ({"status": "diverged", "task": "regression", "final": {}}, "auto", math.inf),
+    ({"status": "diverged", "task": "regression", "final": {}}, "val_r2", -math.inf),
+    ({"status": "failed", "task": "classification", "final": {}}, "auto", math.nan),
+    (None, "auto", math.nan),
+])
+def test_the_objective_of_a_run(summary, setting, expected):
+    value = objective_value(summary, setting)
+    assert (math.isnan(value) and math.isnan(expected)) or value == expected
+
+
+def test_the_objective_key_is_checked():
+    assert check_objective("auto") is None and check_objective("val_accuracy") is None
+    assert "sweep.objective" in check_objective("accuracy; rm -rf")
+
+
+def _hold_claim(run_dir, ready):
+    claim = Claim(run_dir)
+    assert claim.acquire()
+    ready.set()
+    time.sleep(60)
+
+
+def test_a_claim_excludes_other_processes_and_ends_with_its_process(tmp_path):
+    run_dir = tmp_path / "run"
+    assert not held_elsewhere(run_dir) and not run_dir.exists(), "probing creates nothing"
+    ready = multiprocessing.get_context("fork").Event()
+    holder = multiprocessing.get_context("fork").Process(target=_hold_claim, args=(run_dir, ready))
+    holder.start()
+    try:
+        assert ready.wait(10)
+        assert held_elsewhere(run_dir)
+        assert not Claim(run_dir, wait=0.1).acquire(), "a second trainer cannot claim the run"
+        os.kill(holder.pid, signal.SIGKILL)  # no clean-up code runs: the kernel drops the lock
+        holder.join(10)
+        assert not held_elsewhere(run_dir)
+        with Claim(run_dir) as claim:
+            assert claim.held
+    finally:
+        if holder.is_alive():
+            holder.kill()
+
+
+def test_stale_temporary_files_are_removed(tmp_path):
+    (tmp_path / ".params.npz.abc123.tmp").write_bytes(b"x" * 100)
+    write_json(tmp_path / "summary.json", {"status": "completed"})
+    assert remove_stale_temporaries(tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_the_sweeper_is_found_by_compose_and_by_hydras_plugin_scan(tmp_path):
+    """Composing lossbench's config needs no lossbench import; Hydra finds the sweeper class (any install)."""
+    import subprocess
+    import sys
+
+    code = (
+        "from hydra import compose, initialize_config_module\n"
+        "with initialize_config_module(config_module='lossbench.conf', version_base='1.3'):\n"
+        "    cfg = compose(config_name='config', return_hydra_config=True)\n"
+        "print(cfg.hydra.sweeper._target_)\n"
+        "import lossbench.run\n"
+        "from hydra.core.plugins import Plugins\n"
+        "from hydra.plugins.sweeper import Sweeper\n"
+        "print(sorted(c.__name__ for c in Plugins.instance().discover(Sweeper)))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    target, classes = out.stdout.splitlines()
+    assert target == "hydra_plugins.lossbench_sweeper.lossbench_sweeper.LossbenchSweeper"
+    assert "LossbenchSweeper" in classes
