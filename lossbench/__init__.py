@@ -14,7 +14,7 @@ config), :mod:`lossbench.train`, :mod:`lossbench.losses` (the loss contract in t
 import sys as _sys
 import types as _types
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__", "sweep", "run", "load", "Study", "Run", "LossbenchError"]
 

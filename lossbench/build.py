@@ -8,6 +8,7 @@ as a :class:`ConfigError` whose message names the key, the value and what is all
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import inspect
@@ -375,11 +376,13 @@ def _choices() -> dict:
         return {}
 
 
-def build(cfg: DictConfig, choices: dict | None = None) -> Built:
+def build(cfg: DictConfig, choices: dict | None = None, data_cache: dict | None = None) -> Built:
     """Validate ``cfg`` and build the run it describes; raise :class:`ConfigError` on bad input.
 
     ``choices`` maps config groups to the option picked (``{"loss": "ce", ...}``), for messages;
-    by default it is read from the running Hydra app.
+    by default it is read from the running Hydra app. ``data_cache`` (checking a sweep before it
+    starts): loaded data sets by their resolved ``dataset`` config, reused whatever the seed, since
+    checking needs the data's shape and task, not its split.
 
     Randomness: ``SeedSequence(seed)`` spawns three independent streams, for the data (split,
     label noise, outliers), the initial parameters and the per-epoch shuffling, so changing the
@@ -395,10 +398,22 @@ def build(cfg: DictConfig, choices: dict | None = None) -> Built:
     schedule = _instantiate("schedule", cfg.schedule, choices.get("schedule"))
 
     data_seed, init_seed, shuffle_seed = np.random.SeedSequence(int(cfg.seed)).spawn(3)
-    try:
-        data = source.load(np.random.default_rng(data_seed))
-    except (ValueError, OSError, MemoryError) as err:
-        raise ConfigError(f"dataset={choices.get('dataset', '?')}: {err}") from None
+    data_key = json.dumps(resolved(cfg.dataset), sort_keys=True, default=str) if data_cache is not None else None
+    if data_key in (data_cache or {}):
+        data = data_cache[data_key]
+        if isinstance(data, ConfigError):  # a data set that failed to load fails every job alike
+            raise data
+        data = copy.copy(data)  # a shallow copy: the dtype conversion below sets attributes
+    else:
+        try:
+            data = source.load(np.random.default_rng(data_seed))
+        except (ValueError, OSError, MemoryError) as err:
+            error = ConfigError(f"dataset={choices.get('dataset', '?')}: {err}")
+            if data_cache is not None:
+                data_cache[data_key] = error
+            raise error from None
+        if data_cache is not None:
+            data_cache[data_key] = copy.copy(data)
 
     model_name = choices.get("model", type(model).__name__.lower())
     try:

@@ -12,7 +12,7 @@ import sys
 
 
 def version_text() -> str:
-    """``lossbench 0.1.0 (Hydra 1.3.8, Python 3.11.7)``: the line ``lossbench --version`` prints."""
+    """``lossbench 0.2.0 (Hydra 1.3.8, Python 3.11.7)``: the line ``lossbench --version`` prints."""
     from importlib.metadata import PackageNotFoundError, version
 
     from lossbench import __version__

@@ -309,6 +309,12 @@ class _ResidualLoss(Loss):
 
     def _loss_and_gradient(self, outputs, target, labels):
         k = outputs.shape[1]
+        if labels is not None and self._on_logits and k == 1:
+            # one raw output is read as class 1 when z > 0, so it aims at -1 and +1 (2y - 1), not at
+            # 0 and 1, whose midpoint 0.5 is not the decision threshold (least-squares classification)
+            value, slope = self._penalty(outputs - (2.0 * target - 1.0))
+            slope /= k
+            return value.mean(axis=1), slope
         if labels is None or self._on_logits:
             value, slope = self._penalty(outputs - target)
             slope /= k
@@ -331,11 +337,13 @@ class L2(_ResidualLoss):
     regression values ``z - y``; class labels ``sigmoid(z) - y`` (k == 1) or ``softmax(z) -
     onehot(y)`` (k >= 2), whose gradient ``2 (sigma - y) sigma (1 - sigma)`` vanishes when the
     output saturates, also when confidently wrong; with ``on_logits=True`` class labels give
-    ``z - onehot(y)`` (for k == 1: ``z - y``), raw outputs and no link.
+    ``z - onehot(y)`` (for k == 1: ``z - (2y - 1)``, targets -1 and +1 around the decision threshold
+    z = 0), raw outputs and no link.
 
     Shapes: outputs (n, k), targets int (n,) or float (n, k) -> (n,), (n, k).
     PyTorch: ``MSELoss()(link(z), target)`` equals the mean of ``per_sample_loss`` (link =
-    sigmoid, softmax, or identity for regression values and ``on_logits``; target one-hot).
+    sigmoid, softmax, or identity for regression values and ``on_logits``; target one-hot, and
+    2y - 1 for ``on_logits`` with one output).
     """
 
     _hyperparameters = ("on_logits",)

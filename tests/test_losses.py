@@ -75,6 +75,8 @@ def reference_residual(z, targets, on_logits=False):
     t = target_probabilities(targets, k)
     if targets.dtype.kind == "i" and not on_logits:
         z = expit(z) if k == 1 else softmax(z, axis=1)  # the link, for class labels only
+    if targets.dtype.kind == "i" and on_logits and k == 1:
+        t = 2 * t - 1  # one raw output aims at -1 / +1 around its decision threshold z = 0
     return z - t
 
 
@@ -489,3 +491,13 @@ def test_bad_hyperparameters_are_refused_naming_key_value_and_range(cls, key, va
     message = str(info.value)
     assert message.startswith(key)  # the runner prefixes "loss." to a message starting with the key
     assert repr(value) in message and allowed in message
+
+
+def test_l2_on_one_logit_aims_at_minus_one_and_plus_one_around_the_decision_threshold():
+    """With one output a sample is class 1 when z > 0: squared error on the logit must put that
+    threshold midway between its targets, so labels 0 and 1 aim at -1 and +1."""
+    loss = L2(on_logits=True)
+    z = np.array([[-1.0], [1.0], [0.0]])
+    per_sample_loss, dlogits = loss(z, np.array([0, 1, 1]))
+    np.testing.assert_allclose(per_sample_loss, [0.0, 0.0, 1.0], rtol=0, atol=0)
+    np.testing.assert_allclose(dlogits, [[0.0], [0.0], [-2.0]], rtol=0, atol=0)

@@ -6,54 +6,22 @@ every job made validation 70-125 ms a job. Here a config is composed once per di
 and each job's value overrides (``optimizer.lr=0.1``, ``seed=3``) are applied to a copy of it the
 way Hydra applies them (``OmegaConf.update(cfg, key, value, merge=True)`` on a key that must
 exist). :func:`lossbench.build.build` then checks the job with each distinct data-set config loaded
-once (:class:`CachedSource`): the seed changes which rows land in which split, not whether a
+once (``build``'s ``data_cache``): the seed changes which rows land in which split, not whether a
 combination can work. Each job still runs the full checks when it starts.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 
 from hydra.core.override_parser.types import Override
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from lossbench.sweep.plan import PlanError, parse
 
 _ABSENT = object()
-_SOURCES: dict[str, object] = {}
-_DATA: dict[str, object] = {}
-
-
-class CachedSource:
-    """A data-set source whose ``load`` is computed once per distinct config (validation only)."""
-
-    def __init__(self, inner: DictConfig):
-        self.key = json.dumps(OmegaConf.to_container(inner, resolve=True), sort_keys=True, default=str)
-        if self.key not in _SOURCES:
-            try:
-                _SOURCES[self.key] = instantiate(inner)
-            except InstantiationException as err:  # keep the constructor's own message for build()
-                cause = err.__cause__
-                if isinstance(cause, (ValueError, TypeError)):
-                    raise cause from None
-                raise
-        self.source = _SOURCES[self.key]
-
-    def load(self, rng):
-        if self.key not in _DATA:
-            try:
-                _DATA[self.key] = self.source.load(rng)
-            except Exception as err:
-                _DATA[self.key] = err
-                raise
-        data = _DATA[self.key]
-        if isinstance(data, BaseException):
-            raise data
-        return copy.copy(data)  # build() converts arrays in place of attributes: keep the cache intact
+_DATA: dict[str, object] = {}  # loaded data sets by their resolved config (lossbench.build.build's data_cache)
 
 
 def _exists(cfg: DictConfig, key: str) -> bool:
@@ -157,9 +125,7 @@ def check(cfg: DictConfig, choices: dict):
     """Run :func:`lossbench.build.build` on ``cfg`` with cached data; returns the Built (data included)."""
     from lossbench.build import build
 
-    plain = OmegaConf.to_container(cfg, resolve=False)
-    plain["dataset"] = {"_target_": f"{__name__}.CachedSource", "_recursive_": False, "inner": plain["dataset"]}
-    return build(OmegaConf.create(plain), choices=choices)
+    return build(cfg, choices=choices, data_cache=_DATA)
 
 
 class quiet_repeats:
