@@ -18,6 +18,14 @@ like ``params[name]``, created on the first step in the parameters' dtype (a flo
 float32); ``opt.step_count`` is the number of steps taken (torch's ``step``, shared by all
 parameters since they always step together).
 
+Stacked runs (:mod:`lossbench.stack`): every built-in optimizer has ``stackable = True``;
+:class:`StackedOptimizer` steps R optimizers of one class and structure (:meth:`_Optimizer.stack_structure`)
+on parameters with a leading run axis, each run with its own scalar hyperparameters (an (R, 1)
+array in place of each float: ``lr``, betas, ...) and its own state (flat buffers (R, P)). The
+rules below are written so that the same code serves both: elementwise NumPy operations give
+each run the numbers it gets alone, and the few scalar formulas (Adam's bias corrections) are
+evaluated per run in Python float arithmetic (:func:`_per_run`), as alone.
+
 Speed: at batch size 1 a step of a small model costs per NumPy call, not per element. So each
 state buffer of all parameters is ONE flat array and ``opt.state[name][...]`` are views into it;
 a step copies the gradients into one flat array, applies the rule in a dozen in-place operations
@@ -27,6 +35,7 @@ each parameter.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -57,6 +66,18 @@ def _check_number(key: str, value, low: float, high: float, *, low_open: bool, h
     return float(value)
 
 
+def _per_run(function, *values):
+    """``function(*values)`` of Python floats; for (R, 1) arrays (a stack), one Python call per run.
+
+    Scalar formulas stay in Python float arithmetic in a stack too, so each run gets the number
+    it computes alone (NumPy's power of an array need not round as Python's ``**`` does).
+    """
+    if not isinstance(values[0], np.ndarray):
+        return function(*values)
+    columns = [np.broadcast_to(value, values[0].shape).ravel().tolist() for value in values]
+    return np.array([function(*row) for row in zip(*columns)], dtype=np.float64).reshape(values[0].shape)
+
+
 def _check_batch_size(batch_size):
     """Return batch_size if it is None (full batch) or an int >= 1, else raise ValueError."""
     if batch_size is None:
@@ -81,6 +102,8 @@ class _Optimizer:
     state_names: tuple[str, ...] = ()
     #: True for AdamW: p <- p * (1 - lr * weight_decay) instead of adding weight_decay * p to g
     decoupled_weight_decay = False
+    #: the scalar hyperparameters a stack may vary per run (each becomes an (R, 1) array)
+    stack_hyperparameters: tuple[str, ...] = ("lr", "weight_decay")
 
     def __init__(self, lr, weight_decay, batch_size):
         self.lr = _check_number("lr", lr, 0.0, MAX_LR, low_open=True, high_open=False)
@@ -117,6 +140,16 @@ class _Optimizer:
             if self.decoupled_weight_decay and shrink != 1.0:
                 param *= shrink
             param -= out_view
+
+    def stack_structure(self) -> tuple:
+        """What optimizers must share to step in one stack: class, batch size, state buffers, code paths.
+
+        Everything else (``stack_hyperparameters``) may differ per run. Weight decay on/off is
+        structural: a coupled ``g + 0 * p`` would turn a -0.0 gradient into +0.0.
+        """
+        return (f"{type(self).__module__}.{type(self).__qualname__}", self.batch_size, tuple(self.state_names),
+                self.weight_decay != 0.0, bool(getattr(self, "nesterov", False)),
+                bool(getattr(self, "centered", False)))
 
     def _create_state(self, params: dict[str, np.ndarray]) -> None:
         """Allocate the flat buffers (state: zeros, or ``_initial_state_value``) and their views."""
@@ -243,6 +276,8 @@ class SGD(_Optimizer):
     descent) or samples per step, read by the trainer.
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     def __init__(
         self,
         lr: float = 0.001,
@@ -260,8 +295,10 @@ class SGD(_Optimizer):
         self.nesterov = bool(nesterov)
         self.state_names = ("momentum_buffer",) if self.momentum > 0.0 else ()
 
+    stack_hyperparameters = ("lr", "weight_decay", "momentum")
+
     def _direction(self, g, out):
-        if self.momentum == 0.0:
+        if not self.state_names:  # momentum 0 (structural, so that a stack of runs takes one path)
             np.multiply(g, self.lr, out=out)  # lr * g
             return
         buf = self._flat_state["momentum_buffer"]
@@ -290,6 +327,8 @@ class RMSprop(_Optimizer):
         momentum > 0:    buf <- momentum * buf + g / denom;  p <- p - lr * buf   (buf starts at 0)
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     def __init__(
         self,
         lr: float = 0.01,
@@ -313,6 +352,8 @@ class RMSprop(_Optimizer):
         if self.centered:
             self.state_names += ("grad_avg",)
 
+    stack_hyperparameters = ("lr", "weight_decay", "alpha", "eps", "momentum")
+
     def _direction(self, g, out):
         square_avg = self._flat_state["square_avg"]
         square_avg *= self.alpha  # v = alpha * v + (1 - alpha) * g**2
@@ -334,7 +375,7 @@ class RMSprop(_Optimizer):
             np.sqrt(square_avg, out=out)  # denom = sqrt(v) + eps
         out += self.eps
         np.divide(g, out, out=out)  # g / denom
-        if self.momentum > 0.0:
+        if "momentum_buffer" in self.state_names:  # momentum > 0
             buf = self._flat_state["momentum_buffer"]
             buf *= self.momentum  # buf = momentum * buf + g / denom
             buf += out
@@ -354,7 +395,10 @@ class Adam(_Optimizer):
         p <- p - (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     state_names = ("exp_avg", "exp_avg_sq")
+    stack_hyperparameters = ("lr", "weight_decay", "beta1", "beta2", "eps")
 
     def __init__(
         self,
@@ -380,8 +424,8 @@ class Adam(_Optimizer):
         np.square(g, out=out)
         out *= 1.0 - self.beta2
         exp_avg_sq += out
-        bias_correction1 = 1.0 - self.beta1**t
-        bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**t)
+        bias_correction1 = _per_run(lambda beta1: 1.0 - beta1**t, self.beta1)
+        bias_correction2_sqrt = _per_run(lambda beta2: math.sqrt(1.0 - beta2**t), self.beta2)
         # (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)):  one array operation fewer
         np.sqrt(exp_avg_sq, out=out)
@@ -396,6 +440,8 @@ class AdamW(Adam):
     First ``p <- p * (1 - lr * weight_decay)``, then the step of ``Adam`` computed from the raw
     gradient (no L2 term in g). Default ``weight_decay`` 0.01, as torch.
     """
+
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
 
     decoupled_weight_decay = True
 
@@ -422,7 +468,10 @@ class Adagrad(_Optimizer):
         p <- p - lr_t * g / (sqrt(s) + eps)
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     state_names = ("sum",)
+    stack_hyperparameters = ("lr", "weight_decay", "lr_decay", "eps", "initial_accumulator_value")
 
     def __init__(
         self,
@@ -455,3 +504,109 @@ class Adagrad(_Optimizer):
         out += self.eps
         np.divide(g, out, out=out)
         out *= lr_t
+
+
+class StackedOptimizer:
+    """R built-in optimizers of one class and :meth:`~_Optimizer.stack_structure` stepping as one.
+
+    ``params`` and ``grads`` map names to arrays with a leading run axis, (R, ...). Each scalar
+    hyperparameter of ``stack_hyperparameters`` becomes an (R, 1) array on a private copy of the
+    first optimizer (the *template*), whose ``_direction`` then runs once on flat (R, P) buffers:
+    run r's numbers are those its own optimizer computes alone, bit for bit (elementwise
+    operations; scalar formulas per run through :func:`_per_run`). The per-run optimizers are
+    left untouched until :meth:`unstack` writes the state back into them (for a checkpoint, or
+    when the stack changes). All of them must have taken the same number of steps.
+    """
+
+    def __init__(self, optimizers: list[_Optimizer]):
+        first = optimizers[0]
+        structure = first.stack_structure()
+        if any(optimizer.stack_structure() != structure for optimizer in optimizers):
+            raise ValueError("optimizers of a stack must share class, batch size and state buffers")
+        counts = {optimizer.step_count for optimizer in optimizers}
+        if len(counts) != 1:
+            raise ValueError(f"optimizers of a stack must have taken the same number of steps, got {sorted(counts)}")
+        self.optimizers = list(optimizers)
+        self.n_runs = len(optimizers)
+        template = copy.copy(first)
+        for key in first.stack_hyperparameters:
+            setattr(template, key, self._column([getattr(optimizer, key) for optimizer in optimizers]))
+        template.step_count = first.step_count
+        template._views, template.state = [], {}
+        self.template = template
+        self._coupled_decay = first.weight_decay != 0.0 and not first.decoupled_weight_decay
+        self._decoupled_decay = first.weight_decay != 0.0 and first.decoupled_weight_decay
+        self._names = None
+        if first._names is not None:
+            self._allocate(first._names, first._shapes, first._flat_grad.dtype,
+                           {name: np.stack([optimizer._flat_state[name] for optimizer in optimizers])
+                            for name in first.state_names})
+
+    def _column(self, values) -> np.ndarray:
+        return np.array([float(value) for value in values], dtype=np.float64).reshape(self.n_runs, 1)
+
+    def _allocate(self, names, shapes, dtype, flat_state) -> None:
+        self._names, self._shapes = list(names), [tuple(shape) for shape in shapes]
+        total = sum(math.prod(shape) for shape in self._shapes)
+        self._g = np.empty((self.n_runs, total), dtype=dtype)
+        self._out = np.empty((self.n_runs, total), dtype=dtype)
+        self.template._flat_state = flat_state
+        bounds = np.cumsum([0, *(math.prod(shape) for shape in self._shapes)])
+        self._views = []
+        for name, start, stop, shape in zip(self._names, bounds[:-1], bounds[1:], self._shapes):
+            g_view = self._g[:, start:stop].reshape((self.n_runs, *shape))
+            out_view = self._out[:, start:stop].reshape((self.n_runs, *shape))
+            assert np.shares_memory(g_view, self._g) and np.shares_memory(out_view, self._out)
+            self._views.append((name, g_view, out_view))
+
+    def set_lr(self, lrs) -> None:
+        """The learning rate of every run for the coming steps (R,), as the trainer sets ``optimizer.lr``."""
+        self.template.lr = self._column(lrs)
+        for optimizer, lr in zip(self.optimizers, lrs):
+            optimizer.lr = lr
+
+    def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
+        """Update every (R, ...) array of ``params`` in place from ``grads``, run r as its optimizer would."""
+        template = self.template
+        if self._names is None:
+            first = params[next(iter(params))]
+            initial = {name: np.concatenate([np.full((1, 1), optimizer._initial_state_value(name))
+                                             for optimizer in self.optimizers]) for name in template.state_names}
+            shapes = [params[name].shape[1:] for name in params]
+            total = sum(math.prod(shape) for shape in shapes)
+            self._allocate(list(params), shapes, first.dtype,
+                           {name: np.broadcast_to(value, (self.n_runs, total)).astype(first.dtype)
+                            for name, value in initial.items()})
+        g, out = self._g, self._out
+        for name, g_view, out_view in self._views:
+            np.copyto(g_view, grads[name])
+            if self._coupled_decay:
+                np.multiply(params[name], template.weight_decay.reshape((-1,) + (1,) * (out_view.ndim - 1)),
+                            out=out_view)
+        if self._coupled_decay:
+            g += out
+        template.step_count += 1
+        template._direction(g, out)
+        if self._decoupled_decay:
+            shrink = 1.0 - template.lr * template.weight_decay  # (R, 1)
+        for name, _, out_view in self._views:
+            param = params[name]
+            if self._decoupled_decay:
+                param *= shrink.reshape((-1,) + (1,) * (param.ndim - 1))
+            param -= out_view
+
+    @property
+    def step_count(self) -> int:
+        return self.template.step_count
+
+    def unstack(self) -> list[_Optimizer]:
+        """Write the stack's state into the per-run optimizers (copies) and return them."""
+        for r, optimizer in enumerate(self.optimizers):
+            optimizer.step_count = self.template.step_count
+            if self._names is not None:
+                optimizer._names, optimizer._shapes = list(self._names), list(self._shapes)
+                optimizer._flat_state = {name: flat[r].copy() for name, flat in self.template._flat_state.items()}
+                optimizer._flat_grad = np.empty(self._g.shape[1], dtype=self._g.dtype)
+                optimizer._flat_out = np.empty(self._g.shape[1], dtype=self._g.dtype)
+                optimizer._make_views()
+        return self.optimizers
