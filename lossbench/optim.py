@@ -78,6 +78,13 @@ def _per_run(function, *values):
     return np.array([function(*row) for row in zip(*columns)], dtype=np.float64).reshape(values[0].shape)
 
 
+def _as(value, array: np.ndarray):
+    """A hyperparameter (expression) as an operand of ``array``: a Python float as it is; a stack's
+    (R, 1) float64 column cast to the array's dtype, which is what NumPy does to a Python float
+    meeting a float32 array (so a float32 stack rounds as each float32 run does alone)."""
+    return value.astype(array.dtype, copy=False) if isinstance(value, np.ndarray) else value
+
+
 def _check_batch_size(batch_size):
     """Return batch_size if it is None (full batch) or an int >= 1, else raise ValueError."""
     if batch_size is None:
@@ -299,20 +306,20 @@ class SGD(_Optimizer):
 
     def _direction(self, g, out):
         if not self.state_names:  # momentum 0 (structural, so that a stack of runs takes one path)
-            np.multiply(g, self.lr, out=out)  # lr * g
+            np.multiply(g, _as(self.lr, g), out=out)  # lr * g
             return
         buf = self._flat_state["momentum_buffer"]
         if self.step_count == 1:
             np.copyto(buf, g)  # buf_1 = g_1
         else:
-            buf *= self.momentum  # buf_t = mu * buf_{t-1} + g_t
+            buf *= _as(self.momentum, g)  # buf_t = mu * buf_{t-1} + g_t
             buf += g
         if self.nesterov:
-            np.multiply(buf, self.momentum, out=out)  # lr * (g_t + mu * buf_t)
+            np.multiply(buf, _as(self.momentum, g), out=out)  # lr * (g_t + mu * buf_t)
             out += g
-            out *= self.lr
+            out *= _as(self.lr, g)
         else:
-            np.multiply(buf, self.lr, out=out)  # lr * buf_t
+            np.multiply(buf, _as(self.lr, g), out=out)  # lr * buf_t
 
 
 class RMSprop(_Optimizer):
@@ -356,14 +363,14 @@ class RMSprop(_Optimizer):
 
     def _direction(self, g, out):
         square_avg = self._flat_state["square_avg"]
-        square_avg *= self.alpha  # v = alpha * v + (1 - alpha) * g**2
+        square_avg *= _as(self.alpha, g)  # v = alpha * v + (1 - alpha) * g**2
         np.square(g, out=out)
-        out *= 1.0 - self.alpha
+        out *= _as(1.0 - self.alpha, g)
         square_avg += out
         if self.centered:
             grad_avg = self._flat_state["grad_avg"]
-            grad_avg *= self.alpha  # gbar = alpha * gbar + (1 - alpha) * g
-            np.multiply(g, 1.0 - self.alpha, out=out)
+            grad_avg *= _as(self.alpha, g)  # gbar = alpha * gbar + (1 - alpha) * g
+            np.multiply(g, _as(1.0 - self.alpha, g), out=out)
             grad_avg += out
             np.square(grad_avg, out=out)  # denom = sqrt(v - gbar**2) + eps
             np.subtract(square_avg, out, out=out)
@@ -373,15 +380,15 @@ class RMSprop(_Optimizer):
             np.sqrt(out, out=out)
         else:
             np.sqrt(square_avg, out=out)  # denom = sqrt(v) + eps
-        out += self.eps
+        out += _as(self.eps, g)
         np.divide(g, out, out=out)  # g / denom
         if "momentum_buffer" in self.state_names:  # momentum > 0
             buf = self._flat_state["momentum_buffer"]
-            buf *= self.momentum  # buf = momentum * buf + g / denom
+            buf *= _as(self.momentum, g)  # buf = momentum * buf + g / denom
             buf += out
-            np.multiply(buf, self.lr, out=out)  # lr * buf
+            np.multiply(buf, _as(self.lr, g), out=out)  # lr * buf
         else:
-            out *= self.lr  # lr * g / denom
+            out *= _as(self.lr, g)  # lr * g / denom
 
 
 class Adam(_Optimizer):
@@ -417,21 +424,21 @@ class Adam(_Optimizer):
     def _direction(self, g, out):
         exp_avg, exp_avg_sq = self._flat_state["exp_avg"], self._flat_state["exp_avg_sq"]
         t = self.step_count
-        exp_avg *= self.beta1  # m = beta1 * m + (1 - beta1) * g
-        np.multiply(g, 1.0 - self.beta1, out=out)
+        exp_avg *= _as(self.beta1, g)  # m = beta1 * m + (1 - beta1) * g
+        np.multiply(g, _as(1.0 - self.beta1, g), out=out)
         exp_avg += out
-        exp_avg_sq *= self.beta2  # v = beta2 * v + (1 - beta2) * g**2
+        exp_avg_sq *= _as(self.beta2, g)  # v = beta2 * v + (1 - beta2) * g**2
         np.square(g, out=out)
-        out *= 1.0 - self.beta2
+        out *= _as(1.0 - self.beta2, g)
         exp_avg_sq += out
         bias_correction1 = _per_run(lambda beta1: 1.0 - beta1**t, self.beta1)
         bias_correction2_sqrt = _per_run(lambda beta2: math.sqrt(1.0 - beta2**t), self.beta2)
         # (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)):  one array operation fewer
         np.sqrt(exp_avg_sq, out=out)
-        out += self.eps * bias_correction2_sqrt
+        out += _as(self.eps * bias_correction2_sqrt, g)
         np.divide(exp_avg, out, out=out)
-        out *= self.lr * bias_correction2_sqrt / bias_correction1
+        out *= _as(self.lr * bias_correction2_sqrt / bias_correction1, g)
 
 
 class AdamW(Adam):
@@ -501,9 +508,9 @@ class Adagrad(_Optimizer):
         np.square(g, out=out)  # s = s + g**2
         accumulated += out
         np.sqrt(accumulated, out=out)  # lr_t * g / (sqrt(s) + eps)
-        out += self.eps
+        out += _as(self.eps, g)
         np.divide(g, out, out=out)
-        out *= lr_t
+        out *= _as(lr_t, g)
 
 
 class StackedOptimizer:
@@ -581,14 +588,14 @@ class StackedOptimizer:
         for name, g_view, out_view in self._views:
             np.copyto(g_view, grads[name])
             if self._coupled_decay:
-                np.multiply(params[name], template.weight_decay.reshape((-1,) + (1,) * (out_view.ndim - 1)),
-                            out=out_view)
+                decay = _as(template.weight_decay, out_view)
+                np.multiply(params[name], decay.reshape((-1,) + (1,) * (out_view.ndim - 1)), out=out_view)
         if self._coupled_decay:
             g += out
         template.step_count += 1
         template._direction(g, out)
         if self._decoupled_decay:
-            shrink = 1.0 - template.lr * template.weight_decay  # (R, 1)
+            shrink = _as(1.0 - template.lr * template.weight_decay, g)  # (R, 1)
         for name, _, out_view in self._views:
             param = params[name]
             if self._decoupled_decay:

@@ -330,9 +330,9 @@ class _Pack:
             clip = self.grad_clip
             clipped = (clip > 0) & (norms > clip)
             if clipped.any():
-                scale = np.where(clipped, clip / norms, 1.0)
-                for g in grads.values():
-                    g *= scale.reshape((-1,) + (1,) * (g.ndim - 1))
+                scale = np.where(clipped, clip / norms, 1.0)  # float64, as alone's grad_clip / norm
+                for g in grads.values():  # cast as a Python float meeting g is: float32 stays float32
+                    g *= scale.astype(g.dtype).reshape((-1,) + (1,) * (g.ndim - 1))
             self.optimizer.step(self.P, grads)
             step += 1
         elapsed = time.perf_counter() - tic
@@ -390,6 +390,6 @@ def _global_norms(grads: dict[str, np.ndarray]) -> np.ndarray:
     total = None
     for g in grads.values():
         flat = g.reshape(g.shape[0], 1, -1)
-        dots = np.matmul(flat, flat.reshape(g.shape[0], -1, 1))[:, 0, 0]
+        dots = np.matmul(flat, flat.reshape(g.shape[0], -1, 1))[:, 0, 0].astype(np.float64)  # alone: float(...)
         total = 0.0 + dots if total is None else total + dots
     return np.sqrt(total)
