@@ -288,3 +288,44 @@ def test_the_key_separates_what_cannot_share_a_pass(base_cfg):
     keys = [stack_key(built) for built in cfg_runs]
     assert len(set(keys[:6])) == 6
     assert keys[6] == keys[0]  # seed, lr and grad_clip may differ
+
+
+def _all_builtin_components():
+    from hydra.utils import instantiate
+
+    from conftest import CONF
+    components = []
+    for group in ("loss", "optimizer", "model"):
+        for name in conf_names(group):
+            components.append(pytest.param(group, name, id=f"{group}={name}"))
+    return components
+
+
+@pytest.mark.parametrize("group, name", _all_builtin_components())
+def test_check_stacked_passes_for_every_builtin_component(group, name):
+    from hydra.utils import instantiate
+
+    from conftest import CONF
+    from lossbench.testing import check_stacked
+
+    component = instantiate(OmegaConf.load(CONF / group / f"{name}.yaml"))
+    report = check_stacked(component)
+    assert report.checks and report.kind == group
+
+
+class BatchNormalisedCE(CrossEntropy):
+    """Declares stackable but is not row-wise: it centres the logits over the batch."""
+
+    stackable = True
+
+    def __call__(self, outputs, targets):
+        return super().__call__(outputs - outputs.mean(axis=0), targets)
+
+
+def test_check_stacked_catches_a_loss_that_is_not_row_wise():
+    from lossbench.testing import check_stacked
+
+    with pytest.raises(AssertionError, match="not bit-identical"):
+        check_stacked(BatchNormalisedCE())
+    with pytest.raises(AssertionError, match="does not declare"):
+        check_stacked(PlainCE())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from lossbench.losses import _NO_OVERFLOW_BOUND, Loss
-from lossbench.train import evaluate
+from lossbench.metrics import _SMALLEST_PROBABILITY, ECE_BINS, VANISHING_FRACTION, regression_metrics
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -109,5 +109,126 @@ def stacked_loss(groups, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.n
 
 
 def evaluate_runs(pack, runs: list[int]) -> list[dict]:
-    """The metrics of :func:`lossbench.train.evaluate` for each of these runs (indices into ``pack.runs``)."""
-    return [evaluate(pack.runs[i].model, pack.runs[i].built.loss, pack.runs[i].splits, pack.task) for i in runs]
+    """The metrics of :func:`lossbench.train.evaluate` for each of these runs (indices into ``pack.runs``).
+
+    Stacked: per split and per distinct data array, one ``forward_stacked`` over the runs that use
+    it (the array broadcast over them), one loss call per loss setting, and the metrics of
+    :func:`stacked_classification_metrics` over the run axis; regression metrics run by run.
+    """
+    positions = [pack.active.index(i) for i in runs]
+    rows = [dict() for _ in runs]
+    model = pack.active_model
+    for name in pack.data.names:
+        by_data: dict[int, list[int]] = {}
+        for slot, i in enumerate(runs):
+            by_data.setdefault(pack.data.index[name][i], []).append(slot)
+        for u, slots in by_data.items():
+            X, y = pack.data.unique[name][u]
+            stack = [positions[slot] for slot in slots]
+            params = pack.P if stack == list(range(len(pack.active))) else {key: value[stack] for key, value in pack.P.items()}
+            outputs, _ = model.forward_stacked(params, X[None])
+            labels = np.broadcast_to(y, (len(slots), *y.shape))
+            losses = [pack.runs[runs[slot]].built.loss for slot in slots]
+            groups = _group_losses(losses)
+            per_sample_loss, dlogits = stacked_loss(groups, outputs, labels)
+            mean_loss = np.mean(per_sample_loss, axis=1)
+            if pack.task == "classification":
+                metrics = stacked_classification_metrics(outputs, y, groups, dlogits if name == "train" else None)
+            else:
+                metrics = [regression_metrics(outputs[j], y) for j in range(len(slots))]
+            for j, slot in enumerate(slots):
+                row = rows[slot]
+                row[f"{name}_loss"] = float(mean_loss[j])
+                for key, value in metrics[j].items():
+                    row[f"{name}_{key}"] = float(value)
+    return rows
+
+
+def _group_losses(losses: list) -> list[tuple[object, np.ndarray]]:
+    groups: dict = {}
+    for position, loss in enumerate(losses):
+        groups.setdefault((type(loss), repr(loss)), (loss, []))[1].append(position)
+    return [(loss, np.array(positions)) for loss, positions in groups.values()]
+
+
+def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, groups, dlogits=None) -> list[dict]:
+    """:func:`lossbench.metrics.classification_metrics` (+ :func:`gradient_diagnostics` when ``dlogits``
+    is given) of R runs' outputs (R, n, k) on one split's labels (n,), one dict per run, equal to
+    the per-run functions bit for bit: the same operations along the same axes per run (means
+    along the last, contiguous axis; ECE bin sums by one ``bincount`` whose bins are per run).
+    """
+    R, n, k = outputs.shape
+    outputs = outputs.astype(np.float64, copy=False)
+    n_classes = max(k, 2)
+    labels = labels.astype(np.int64, copy=False)
+    nan = float("nan")
+    finite = np.isfinite(outputs).reshape(R, -1).all(axis=1)
+    predicted = outputs[:, :, 0] > 0 if k == 1 else outputs.argmax(axis=2)
+    correct_prediction = predicted == labels  # (R, n)
+    accuracy = np.mean(correct_prediction, axis=1) if n else np.full(R, nan)
+    results = []
+    probabilities = [None] * R
+    for loss, positions in groups:
+        method = getattr(loss, "probabilities", None)
+        if method is None:
+            continue
+        p = method(outputs[positions].reshape(len(positions) * n, k))
+        if p is None:
+            continue
+        p = np.asarray(p, dtype=np.float64).reshape(len(positions), n, n_classes)
+        for j, position in enumerate(positions):
+            probabilities[position] = p[j]
+    with_p = [r for r in range(R) if finite[r] and n and probabilities[r] is not None
+              and np.all(np.isfinite(probabilities[r]))]
+    extra = {}
+    if with_p:
+        p = np.stack([probabilities[r] for r in with_p]) if len(with_p) < R else np.stack(probabilities)
+        m = len(with_p)
+        p_label = np.take_along_axis(p, labels[None, :, None], axis=2)[:, :, 0]
+        if n_classes == 2:
+            brier = np.mean((p[:, :, 1] - labels) ** 2, axis=1)
+        else:
+            squared_error = np.square(p)
+            rows = np.arange(n)
+            squared_error[:, rows, labels] += 1.0 - 2.0 * p_label
+            brier = np.mean(squared_error.sum(axis=2), axis=1)
+        confidence = p.max(axis=2)
+        correct = correct_prediction[with_p].astype(np.float64)
+        bin_index = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
+        bin_index += (np.arange(m) * ECE_BINS)[:, None]
+        confidence_sum = np.bincount(bin_index.ravel(), weights=confidence.ravel(), minlength=m * ECE_BINS)
+        correct_sum = np.bincount(bin_index.ravel(), weights=correct.ravel(), minlength=m * ECE_BINS)
+        ece = np.abs(correct_sum - confidence_sum).reshape(m, ECE_BINS).sum(axis=1) / n
+        log_loss = -np.mean(np.log(np.maximum(p_label, _SMALLEST_PROBABILITY)), axis=1)
+        extra = {r: (float(log_loss[j]), float(brier[j]), float(ece[j])) for j, r in enumerate(with_p)}
+    if dlogits is not None:
+        d = dlogits.astype(np.float64, copy=False).reshape(R, n, -1)
+        d_finite = np.isfinite(d).reshape(R, -1).all(axis=1)
+        norms = np.sqrt(np.einsum("rij,rij->ri", d, d))
+    for r in range(R):
+        if not finite[r]:
+            row = dict.fromkeys(("accuracy", "log_loss", "brier", "ece"), nan)
+        else:
+            row = {"accuracy": float(accuracy[r]), "log_loss": nan, "brier": nan, "ece": nan}
+            if r in extra:
+                row["log_loss"], row["brier"], row["ece"] = extra[r]
+        if dlogits is not None:
+            row.update(_diagnostics(norms[r], correct_prediction[r], finite[r] and d_finite[r]))
+        results.append(row)
+    return results
+
+
+def _diagnostics(norms: np.ndarray, correct: np.ndarray, finite: bool) -> dict[str, float]:
+    """:func:`lossbench.metrics.gradient_diagnostics` from one run's per-sample norms and correctness."""
+    result = dict.fromkeys(("dz_norm_correct", "dz_norm_wrong", "wrong_vanishing_frac"), float("nan"))
+    if not finite:
+        return result
+    wrong = ~correct
+    if correct.any():
+        result["dz_norm_correct"] = float(norms[correct].mean())
+    if wrong.any():
+        wrong_norms = norms[wrong]
+        result["dz_norm_wrong"] = float(wrong_norms.mean())
+        vanishing = (wrong_norms < VANISHING_FRACTION * norms.max()) | (wrong_norms == 0)
+        result["wrong_vanishing_frac"] = float(vanishing.mean())
+    return result
