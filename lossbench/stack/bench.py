@@ -2,10 +2,11 @@
 
 Each case builds its runs as the runner does (``lossbench.build.build`` of a composed config) and
 trains them in one process with one BLAS thread, twice from fresh builds, alternating which goes
-first: one after another (``Built.train`` each) and in one stacked pass (``train_stack``). Timed:
-the wall time of the training calls (steps and every epoch's evaluation, what a job pays; building
-is the same for both and not timed) and, for information, the training clock alone (``time_s``,
-steps without evaluation). Cases (issue 13):
+first: one after another (``Built.train`` each) and in one stacked pass (``train_stack``).
+Graded: the training clock (``time_s``: shuffling and every step, without the evaluation, as the
+benchmark's other lossbench rows and the issue's figures); shown beside it: the wall time of the
+training calls with every epoch's evaluation (what a job pays; building is the same for both and
+not timed). Cases (issue 13):
 
 - 14 logistic-regression runs on breast_cancer, batch 32, 100 epochs: lr grid of 7 on 2 seeds;
 - 10 MLP runs on digits, hidden 32, batch 32, adam: lr grid of 5 on 2 seeds;
@@ -87,13 +88,20 @@ def compare(overrides: list[str], grid: list[dict], reps: int) -> dict[str, list
 
 
 def _report(results, case: str, samples: dict, n_runs: int, at_least: float, what: str) -> float:
+    """Measurements and targets of one case: graded on the training clock, the wall time shown beside it.
+
+    The training clock (``time_s``: shuffling and every step, no evaluation) is what the issue's
+    figures and the benchmark's other lossbench rows measure; the wall time adds each epoch's
+    evaluation (stacked too), what a job pays.
+    """
     for key, values in samples.items():
         results.add("stack", case, key.split()[0], f"{key.split()[1]} time of {n_runs} runs", "s", values)
-    alone, stacked = statistics.median(samples["alone wall"]), statistics.median(samples["stacked wall"])
-    clock_ratio = statistics.median(samples["alone clock"]) / statistics.median(samples["stacked clock"])
+    alone, stacked = (statistics.median(samples[key]) for key in ("alone clock", "stacked clock"))
+    alone_wall, stacked_wall = (statistics.median(samples[key]) for key in ("alone wall", "stacked wall"))
     results.target(f"stack: {what}, one after another / stacked", alone / stacked, "x",
-                   f"{alone:.3g} s vs {stacked:.3g} s for {n_runs} runs (training with every epoch's evaluation); "
-                   f"training clock alone (steps only) {clock_ratio:.2f}x", at_least=at_least)
+                   f"training clock {alone:.3g} s vs {stacked:.3g} s for {n_runs} runs", at_least=at_least)
+    results.target(f"stack: {what}, with evaluation (wall)", alone_wall / stacked_wall, "x",
+                   f"{alone_wall:.3g} s vs {stacked_wall:.3g} s: training and every epoch's evaluation")
     return alone / stacked
 
 
@@ -151,11 +159,12 @@ def section_batch1(results, reps: int) -> None:
     results.add("stack", case, "alone", "training clock per run", "s", alone_clock)
     results.add("stack", case, "stacked", "training clock per run (pack / 10)", "s", stacked_clock)
     results.add("stack", case, "sklearn SGDClassifier", "time per epoch", "s", sklearn)
-    alone, stacked, theirs = (statistics.median(values) for values in (alone_wall, stacked_wall, sklearn))
-    steps = n
+    alone, stacked, theirs = (statistics.median(values) for values in (alone_clock, stacked_clock, sklearn))
+    wall_ratio = statistics.median(alone_wall) / statistics.median(stacked_wall)
+    steps = first.data.X_train.shape[0]
     results.target("stack: 10 softmax runs at batch 1, per run: alone / stacked", alone / stacked, "x",
-                   f"{alone:.3g} s vs {stacked:.3g} s per run and epoch ({alone / steps * 1e6:.1f} vs "
-                   f"{stacked / steps * 1e6:.1f} us a step, evaluation included)", at_least=5.0)
+                   f"training clock {alone:.3g} s vs {stacked:.3g} s per run and epoch ({alone / steps * 1e6:.1f} vs "
+                   f"{stacked / steps * 1e6:.1f} us a step); with evaluation {wall_ratio:.2f}x", at_least=5.0)
     results.target("stack: batch 1 per run, SGDClassifier / stacked lossbench", theirs / stacked, "x",
                    f"SGDClassifier {theirs:.3g} s an epoch ({theirs / steps * 1e6:.1f} us a sample, compiled "
                    f"one-vs-rest) vs {stacked:.3g} s per stacked run")

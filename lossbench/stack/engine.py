@@ -208,6 +208,7 @@ class _Pack:
         self.groups = _loss_groups([run.built.loss for run in runs])
         self.offsets = self.data.train_offsets(self.active)
         self.grad_clip = np.array([run.grad_clip for run in runs])
+        self.clipping = bool((self.grad_clip > 0).any())
         self.buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def _batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -311,8 +312,8 @@ class _Pack:
             dlogits *= 1.0 / n_batch
             grads = self.active_model.backward_stacked(self.P, cache, dlogits)
             norms = _global_norms(grads)
-            bad = np.flatnonzero(~np.isfinite(batch_loss))
-            if bad.size:
+            if not np.isfinite(batch_loss).all():
+                bad = np.flatnonzero(~np.isfinite(batch_loss))
                 elapsed = time.perf_counter() - tic
                 for position in bad:
                     self.runs[self.active[position]].train_time += elapsed
@@ -328,8 +329,8 @@ class _Pack:
             norm_sum += norms
             n_steps += 1
             clip = self.grad_clip
-            clipped = (clip > 0) & (norms > clip)
-            if clipped.any():
+            clipped = None if not self.clipping else (clip > 0) & (norms > clip)
+            if clipped is not None and clipped.any():
                 scale = np.where(clipped, clip / norms, 1.0)  # float64, as alone's grad_clip / norm
                 for g in grads.values():  # cast as a Python float meeting g is: float32 stays float32
                     g *= scale.astype(g.dtype).reshape((-1,) + (1,) * (g.ndim - 1))
