@@ -211,16 +211,31 @@ class _Pack:
         self.clipping = bool((self.grad_clip > 0).any())
         self.buffers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
-    def _batch(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Gather rows (R, nb) of each active run's own training split into reused (R, nb, ...) buffers."""
-        R, nb = rows.shape
+    def _step_rows(self, order: np.ndarray, start: int) -> list[np.ndarray]:
+        """The flat rows of every step from ``start`` on, each contiguous (R * nb,): run r's rows of its split.
+
+        One table per epoch (a transposing copy of the permutations plus the runs' offsets), so a
+        step gathers with one ``np.take`` and no index arithmetic of its own.
+        """
+        b = self.batch_size
+        rows = order[:, start:] + self.offsets[:, None]
+        R, m = rows.shape
+        full = m // b
+        steps = list(np.ascontiguousarray(rows[:, :full * b].reshape(R, full, b).transpose(1, 0, 2)).reshape(full, R * b))
+        if m % b:
+            steps.append(np.ascontiguousarray(rows[:, full * b:]).ravel())
+        return steps
+
+    def _batch(self, flat_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gather flat rows (R * nb,) of :meth:`_step_rows` into reused (R, nb, ...) buffers."""
+        R = len(self.active)
+        nb = flat_rows.shape[0] // R
         buffers = self.buffers.get(nb)
         if buffers is None:
             X_flat, y_flat = self.data.X_train, self.data.y_train
             buffers = self.buffers[nb] = (np.empty((R, nb, *X_flat.shape[1:]), dtype=X_flat.dtype),
                                           np.empty((R, nb, *y_flat.shape[1:]), dtype=y_flat.dtype))
         X_buffer, y_buffer = buffers
-        flat_rows = (rows + self.offsets[:, None]).ravel()
         # mode="clip" (the rows are valid) lets np.take write straight into `out`
         np.take(self.data.X_train, flat_rows, axis=0, out=X_buffer.reshape(R * nb, *X_buffer.shape[2:]), mode="clip")
         np.take(self.data.y_train, flat_rows, axis=0, out=y_buffer.reshape(R * nb, *y_buffer.shape[2:]), mode="clip")
@@ -300,17 +315,20 @@ class _Pack:
         norm_sum = np.zeros(len(runs))
         n_steps = 0
         step = runs[0].step
-        for start in range(0, self.n_train, self.batch_size):
+        starts = range(0, self.n_train, self.batch_size)
+        steps = self._step_rows(order, 0) if self.shuffle else None
+        model, P, groups = self.active_model, self.P, self.groups
+        for index, start in enumerate(starts):
             if self.shuffle:
-                X_batch, y_batch = self._batch(order[:, start:start + self.batch_size])
+                X_batch, y_batch = self._batch(steps[index])
             else:
                 X_batch, y_batch = self.data.full_train(self.active)
             n_batch = X_batch.shape[1]
-            outputs, cache = self.active_model.forward_stacked(self.P, X_batch)
-            per_sample_loss, dlogits = stacked_loss(self.groups, outputs, y_batch)
+            outputs, cache = model.forward_stacked(P, X_batch)
+            per_sample_loss, dlogits = stacked_loss(groups, outputs, y_batch)
             batch_loss = np.add.reduce(per_sample_loss, axis=1) / n_batch
             dlogits *= 1.0 / n_batch
-            grads = self.active_model.backward_stacked(self.P, cache, dlogits)
+            grads = model.backward_stacked(P, cache, dlogits)
             norms = _global_norms(grads)
             if not np.isfinite(batch_loss).all():
                 bad = np.flatnonzero(~np.isfinite(batch_loss))
@@ -324,8 +342,10 @@ class _Pack:
                 grads = {name: value[keep] for name, value in grads.items()}
                 norms, norm_sum = norms[keep], norm_sum[keep]
                 runs = [runs[position] for position in keep]
+                model, P, groups = self.active_model, self.P, self.groups
                 if self.shuffle:
                     order = order[keep]
+                    steps[index + 1:] = self._step_rows(order, start + self.batch_size)
             norm_sum += norms
             n_steps += 1
             clip = self.grad_clip
@@ -334,7 +354,7 @@ class _Pack:
                 scale = np.where(clipped, clip / norms, 1.0)  # float64, as alone's grad_clip / norm
                 for g in grads.values():  # cast as a Python float meeting g is: float32 stays float32
                     g *= scale.astype(g.dtype).reshape((-1,) + (1,) * (g.ndim - 1))
-            self.optimizer.step(self.P, grads)
+            self.optimizer.step(P, grads)
             step += 1
         elapsed = time.perf_counter() - tic
         for run in runs:
