@@ -329,3 +329,17 @@ def test_check_stacked_catches_a_loss_that_is_not_row_wise():
         check_stacked(BatchNormalisedCE())
     with pytest.raises(AssertionError, match="does not declare"):
         check_stacked(PlainCE())
+
+
+def test_packs_group_jobs_that_differ_only_in_stackable_overrides():
+    from lossbench.stack import pack_key, packs
+
+    jobs = [["loss=ce", f"seed={seed}", f"optimizer.lr={lr}"] for seed in range(3) for lr in (0.1, 1.0)]
+    jobs += [["loss=l2", "seed=0"], ["loss=ce", "optimizer.batch_size=8", "seed=0"]]
+    assert pack_key(jobs[0]) == pack_key(jobs[5]) == ("loss=ce",)
+    assert len({pack_key(job) for job in jobs}) == 3
+    assert sorted(map(len, packs(jobs, stack_size=16))) == [1, 1, 6]
+    assert sorted(map(len, packs(jobs, stack_size=4))) == [1, 1, 3, 3]
+    assert packs(jobs, stack_size=1) == [[i] for i in range(len(jobs))]
+    assert sorted(map(len, packs(jobs[:6], stack_size=16, n_workers=2))) == [3, 3]
+    assert sorted(i for pack in packs(jobs, 4, 2) for i in pack) == list(range(len(jobs)))

@@ -7,6 +7,7 @@ of epochs or the dtype) can train together::
     from lossbench.stack import stack_key, train_stack
     key = stack_key(built)              # hashable, or None: this run trains alone
     results = train_stack(builts, on_epochs=[...], checkpoints=[...], config_hashes=[...])
+    packs(jobs_overrides, stack_size=16, n_workers=2)   # the sweeper's packing, from overrides alone
 
 Parameters of R runs live in arrays (R, ...); every step gathers each run's own mini-batch (its
 own shuffling generator, its own split of the data: the split depends on the seed) into one
@@ -39,5 +40,6 @@ C-contiguous (another memory layout is another BLAS call), get different keys or
 
 from lossbench.stack.key import stack_key
 from lossbench.stack.engine import train_stack
+from lossbench.stack.packing import DEFAULT_STACK_SIZE, pack_key, packs
 
-__all__ = ["stack_key", "train_stack"]
+__all__ = ["DEFAULT_STACK_SIZE", "pack_key", "packs", "stack_key", "train_stack"]
