@@ -326,12 +326,13 @@ class _Pack:
             n_batch = X_batch.shape[1]
             outputs, cache = model.forward_stacked(P, X_batch)
             per_sample_loss, dlogits = stacked_loss(groups, outputs, y_batch)
-            batch_loss = np.add.reduce(per_sample_loss, axis=1) / n_batch
+            batch_sum = np.add.reduce(per_sample_loss, axis=1)  # finite exactly when alone's batch loss is
             dlogits *= 1.0 / n_batch
             grads = model.backward_stacked(P, cache, dlogits)
             norms = _global_norms(grads)
-            if not np.isfinite(batch_loss).all():
-                bad = np.flatnonzero(~np.isfinite(batch_loss))
+            if not math.isfinite(float(np.add.reduce(batch_sum))) and not np.isfinite(batch_sum).all():
+                batch_loss = batch_sum / n_batch  # as alone: float(np.add.reduce(per_sample_loss)) / n_batch
+                bad = np.flatnonzero(~np.isfinite(batch_sum))
                 elapsed = time.perf_counter() - tic
                 for position in bad:
                     self.runs[self.active[position]].train_time += elapsed
@@ -411,6 +412,8 @@ def _global_norms(grads: dict[str, np.ndarray]) -> np.ndarray:
     total = None
     for g in grads.values():
         flat = g.reshape(g.shape[0], 1, -1)
-        dots = np.matmul(flat, flat.reshape(g.shape[0], -1, 1))[:, 0, 0].astype(np.float64)  # alone: float(...)
+        dots = np.matmul(flat, flat.reshape(g.shape[0], -1, 1)).reshape(-1)
+        if dots.dtype != np.float64:
+            dots = dots.astype(np.float64)  # alone: float(np.vdot(g, g)), summed in Python floats
         total = 0.0 + dots if total is None else total + dots
     return np.sqrt(total)
