@@ -29,13 +29,27 @@ elementwise and their few scalar formulas are evaluated per run in Python floats
 BLAS threads both paths may split sums differently and differ at round-off (as two thread counts
 already do alone).
 
+What was measured to break identity, and how it is handled: nothing in float64 (stacked matmul,
+gemv, dot and the no-BLAS outer product of batch size 1, the per-run reductions, the ECE bin
+sums all agree bit for bit with one BLAS thread, and also with two at these sizes); in float32 two
+things did, both fixed: a Python float meeting a float32 array is rounded to float32 first (NEP 50)
+while a float64 (R, 1) column is not, so the stacked optimizer casts its columns to the
+parameters' dtype (``lossbench.optim._as``); and the gradient norm's per-parameter dot products
+must be summed in float64, as alone's ``float(np.vdot(g, g))``. A hyperparameter all runs of a
+pack share stays a Python float. A user schedule returning NumPy scalars with a float32 model
+would round differently alone and stacked (built-in schedules return Python floats).
+
 What stacks: components whose class declares ``stackable = True``: every built-in model
 (``forward_stacked``/``backward_stacked``), loss (row-wise) and optimizer
 (``stack_hyperparameters``, ``stack_structure``); any schedule (it is called per run, once an
 epoch). A user's model, loss or optimizer without the flag makes :func:`stack_key` return None:
 that run trains alone, as before. ``lossbench.testing.check_stacked`` checks the contract for a
-component that declares it. Runs whose splits differ in size, or whose arrays are not
-C-contiguous (another memory layout is another BLAS call), get different keys or None.
+component that declares it. Runs whose splits differ in size get different keys (they never share
+a pass); arrays that are not C-contiguous give None (another memory layout is another BLAS call).
+
+Costs: the pack keeps one copy of each distinct training split (runs of one seed share it; ten
+seeds of a 40 MB split hold 400 MB more). ``time_s`` of a stacked run is its pack's training clock,
+the time the run waited; ``TrainResult.stack_size`` says how many runs shared it.
 """
 
 from lossbench.stack.key import stack_key
