@@ -153,11 +153,18 @@ def _group_losses(losses: list) -> list[tuple[object, np.ndarray]]:
     return [(loss, np.array(positions)) for loss, positions in groups.values()]
 
 
+def _mean_last(values: np.ndarray) -> np.ndarray:
+    """``np.mean(values[r])`` for every r of (R, n): the same pairwise sum along the row, divided by n."""
+    return np.add.reduce(values, axis=-1, dtype=np.float64) / values.shape[-1]
+
+
 def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, groups, dlogits=None) -> list[dict]:
     """:func:`lossbench.metrics.classification_metrics` (+ :func:`gradient_diagnostics` when ``dlogits``
     is given) of R runs' outputs (R, n, k) on one split's labels (n,), one dict per run, equal to
     the per-run functions bit for bit: the same operations along the same axes per run (means
-    along the last, contiguous axis; ECE bin sums by one ``bincount`` whose bins are per run).
+    along the last, contiguous axis; ECE bin sums by one ``bincount`` whose bins are per run;
+    counts, exact in float64, for the fractions). The two masked means of the diagnostics sum a
+    different number of samples per run, so they are taken run by run, as alone.
     """
     R, n, k = outputs.shape
     outputs = outputs.astype(np.float64, copy=False)
@@ -167,46 +174,42 @@ def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, grou
     finite = np.isfinite(outputs).reshape(R, -1).all(axis=1)
     predicted = outputs[:, :, 0] > 0 if k == 1 else outputs.argmax(axis=2)
     correct_prediction = predicted == labels  # (R, n)
-    accuracy = np.mean(correct_prediction, axis=1) if n else np.full(R, nan)
-    results = []
-    probabilities = [None] * R
+    accuracy = _mean_last(correct_prediction) if n else np.full(R, nan)
+    # the link's probabilities (R', n, C) of the runs whose loss has one, one call per loss setting
+    parts, owners = [], []
     for loss, positions in groups:
         method = getattr(loss, "probabilities", None)
-        if method is None:
-            continue
-        p = method(outputs[positions].reshape(len(positions) * n, k))
-        if p is None:
-            continue
-        p = np.asarray(p, dtype=np.float64).reshape(len(positions), n, n_classes)
-        for j, position in enumerate(positions):
-            probabilities[position] = p[j]
-    with_p = [r for r in range(R) if finite[r] and n and probabilities[r] is not None
-              and np.all(np.isfinite(probabilities[r]))]
+        p = None if method is None or not n else method(outputs[positions].reshape(len(positions) * n, k))
+        if p is not None:
+            parts.append(np.asarray(p, dtype=np.float64).reshape(len(positions), n, n_classes))
+            owners.extend(int(position) for position in positions)
     extra = {}
-    if with_p:
-        p = np.stack([probabilities[r] for r in with_p]) if len(with_p) < R else np.stack(probabilities)
-        m = len(with_p)
+    if parts:
+        p = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        usable = finite[owners] & np.isfinite(p).reshape(len(owners), -1).all(axis=1)
+        if not usable.all():
+            p = p[usable]
+            owners = [owner for owner, ok in zip(owners, usable) if ok]
+    if parts and owners:
+        m = len(owners)
         p_label = np.take_along_axis(p, labels[None, :, None], axis=2)[:, :, 0]
         if n_classes == 2:
-            brier = np.mean((p[:, :, 1] - labels) ** 2, axis=1)
+            brier = _mean_last((p[:, :, 1] - labels) ** 2)
         else:
             squared_error = np.square(p)
-            rows = np.arange(n)
-            squared_error[:, rows, labels] += 1.0 - 2.0 * p_label
-            brier = np.mean(squared_error.sum(axis=2), axis=1)
+            squared_error[:, np.arange(n), labels] += 1.0 - 2.0 * p_label
+            brier = _mean_last(squared_error.sum(axis=2))
         confidence = p.max(axis=2)
-        correct = correct_prediction[with_p].astype(np.float64)
+        correct = correct_prediction[owners].astype(np.float64)
         bin_index = np.clip(np.ceil(confidence * ECE_BINS).astype(np.int64) - 1, 0, ECE_BINS - 1)
         bin_index += (np.arange(m) * ECE_BINS)[:, None]
         confidence_sum = np.bincount(bin_index.ravel(), weights=confidence.ravel(), minlength=m * ECE_BINS)
         correct_sum = np.bincount(bin_index.ravel(), weights=correct.ravel(), minlength=m * ECE_BINS)
         ece = np.abs(correct_sum - confidence_sum).reshape(m, ECE_BINS).sum(axis=1) / n
-        log_loss = -np.mean(np.log(np.maximum(p_label, _SMALLEST_PROBABILITY)), axis=1)
-        extra = {r: (float(log_loss[j]), float(brier[j]), float(ece[j])) for j, r in enumerate(with_p)}
-    if dlogits is not None:
-        d = dlogits.astype(np.float64, copy=False).reshape(R, n, -1)
-        d_finite = np.isfinite(d).reshape(R, -1).all(axis=1)
-        norms = np.sqrt(np.einsum("rij,rij->ri", d, d))
+        log_loss = -_mean_last(np.log(np.maximum(p_label, _SMALLEST_PROBABILITY)))
+        extra = {r: (float(log_loss[j]), float(brier[j]), float(ece[j])) for j, r in enumerate(owners)}
+    diagnostics = None if dlogits is None else _stacked_diagnostics(dlogits, correct_prediction, finite)
+    results = []
     for r in range(R):
         if not finite[r]:
             row = dict.fromkeys(("accuracy", "log_loss", "brier", "ece"), nan)
@@ -214,23 +217,33 @@ def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, grou
             row = {"accuracy": float(accuracy[r]), "log_loss": nan, "brier": nan, "ece": nan}
             if r in extra:
                 row["log_loss"], row["brier"], row["ece"] = extra[r]
-        if dlogits is not None:
-            row.update(_diagnostics(norms[r], correct_prediction[r], finite[r] and d_finite[r]))
+        if diagnostics is not None:
+            row.update(diagnostics[r])
         results.append(row)
     return results
 
 
-def _diagnostics(norms: np.ndarray, correct: np.ndarray, finite: bool) -> dict[str, float]:
-    """:func:`lossbench.metrics.gradient_diagnostics` from one run's per-sample norms and correctness."""
-    result = dict.fromkeys(("dz_norm_correct", "dz_norm_wrong", "wrong_vanishing_frac"), float("nan"))
-    if not finite:
-        return result
+def _stacked_diagnostics(dlogits: np.ndarray, correct: np.ndarray, finite: np.ndarray) -> list[dict]:
+    """:func:`lossbench.metrics.gradient_diagnostics` of R runs: dlogits (R, n, k), correctness (R, n)."""
+    R, n = correct.shape
+    d = dlogits.astype(np.float64, copy=False).reshape(R, n, -1)
+    finite = finite & np.isfinite(d).reshape(R, -1).all(axis=1)
+    norms = np.sqrt(np.einsum("rij,rij->ri", d, d))
     wrong = ~correct
-    if correct.any():
-        result["dz_norm_correct"] = float(norms[correct].mean())
-    if wrong.any():
-        wrong_norms = norms[wrong]
-        result["dz_norm_wrong"] = float(wrong_norms.mean())
-        vanishing = (wrong_norms < VANISHING_FRACTION * norms.max()) | (wrong_norms == 0)
-        result["wrong_vanishing_frac"] = float(vanishing.mean())
-    return result
+    n_correct = np.count_nonzero(correct, axis=1)
+    n_wrong = n - n_correct
+    # fraction of the wrong samples whose gradient vanishes: a count over a count, exact as alone's mean
+    vanishing = (norms < VANISHING_FRACTION * norms.max(axis=1, initial=0.0)[:, None]) | (norms == 0)
+    n_vanishing = np.count_nonzero(vanishing & wrong, axis=1)
+    nan = float("nan")
+    rows = []
+    for r in range(R):
+        row = dict.fromkeys(("dz_norm_correct", "dz_norm_wrong", "wrong_vanishing_frac"), nan)
+        if finite[r]:
+            if n_correct[r]:
+                row["dz_norm_correct"] = float(np.add.reduce(norms[r][correct[r]])) / int(n_correct[r])
+            if n_wrong[r]:
+                row["dz_norm_wrong"] = float(np.add.reduce(norms[r][wrong[r]])) / int(n_wrong[r])
+                row["wrong_vanishing_frac"] = float(n_vanishing[r]) / int(n_wrong[r])
+        rows.append(row)
+    return rows
