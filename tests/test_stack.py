@@ -158,6 +158,15 @@ def test_mlp_activations_and_two_hidden_layers_stack_identically(base_cfg, activ
                           "loss=ce", "optimizer=rmsprop", "trainer.epochs=2"), SEEDS_AND_LRS)
 
 
+@pytest.mark.parametrize("model, dataset, dtype", [("softmax", "iris", "float64"), ("logistic", "breast_cancer", "float64"),
+                                                   ("softmax", "iris", "float32")])
+def test_batch_size_one_stacks_identically(base_cfg, model, dataset, dtype):
+    # batch 1: matmul's gemv and the outer product of the weight gradient (einsum) per run
+    check_pack(base_cfg, (f"dataset={dataset}", f"model={model}", f"model.dtype={dtype}",
+                          "loss=bce" if model == "logistic" else "loss=ce", "optimizer=sgd", "trainer.epochs=1"),
+               SEEDS_AND_LRS)
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "rmsprop", "momentum", "adagrad"])
 def test_float32_stacks_identically(base_cfg, optimizer):
     # float32: a Python-float hyperparameter is rounded to float32 where it meets an array, so must the stack's

@@ -91,13 +91,13 @@ def _check_model(model, report, rng, n_runs, n, d, ks):
             continue
         dtype = next(iter(models[0].params.values())).dtype
         params = {name: np.stack([m.params[name] for m in models]) for name in models[0].params}
-        for shared in (False, True):
-            X = rng.normal(size=(1 if shared else n_runs, n, d)).astype(dtype)
+        for shared, n_rows in ((False, n), (True, n), (False, 1)):  # n_rows 1: batch size 1
+            X = rng.normal(size=(1 if shared else n_runs, n_rows, d)).astype(dtype)
             template = models[0]  # a built model (its layer structure) computes for the whole stack
             outputs, cache = template.forward_stacked(params, X)
             dlogits = rng.normal(size=outputs.shape).astype(outputs.dtype)
             grads = template.backward_stacked(params, cache, dlogits)
-            where = f"k={k}, X {'shared (1, n, d)' if shared else '(R, n, d)'}"
+            where = f"k={k}, X {'shared (1, n, d)' if shared else '(R, n, d)'}, n={n_rows}"
             for r, instance in enumerate(models):
                 alone_outputs, alone_cache = instance.forward(X[0 if shared else r])
                 _assert_equal(f"forward_stacked, run {r}, {where}", outputs[r], alone_outputs)
