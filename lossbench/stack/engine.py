@@ -228,17 +228,19 @@ class _Pack:
 
     def _batch(self, flat_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Gather flat rows (R * nb,) of :meth:`_step_rows` into reused (R, nb, ...) buffers."""
-        R = len(self.active)
-        nb = flat_rows.shape[0] // R
-        buffers = self.buffers.get(nb)
+        buffers = self.buffers.get(flat_rows.shape[0])
         if buffers is None:
+            R = len(self.active)
+            nb = flat_rows.shape[0] // R
             X_flat, y_flat = self.data.X_train, self.data.y_train
-            buffers = self.buffers[nb] = (np.empty((R, nb, *X_flat.shape[1:]), dtype=X_flat.dtype),
-                                          np.empty((R, nb, *y_flat.shape[1:]), dtype=y_flat.dtype))
-        X_buffer, y_buffer = buffers
+            X_buffer = np.empty((R, nb, *X_flat.shape[1:]), dtype=X_flat.dtype)
+            y_buffer = np.empty((R, nb, *y_flat.shape[1:]), dtype=y_flat.dtype)
+            buffers = self.buffers[flat_rows.shape[0]] = (X_buffer, y_buffer, X_buffer.reshape(R * nb, *X_flat.shape[1:]),
+                                                          y_buffer.reshape(R * nb, *y_flat.shape[1:]))
+        X_buffer, y_buffer, X_rows, y_rows = buffers
         # mode="clip" (the rows are valid) lets np.take write straight into `out`
-        np.take(self.data.X_train, flat_rows, axis=0, out=X_buffer.reshape(R * nb, *X_buffer.shape[2:]), mode="clip")
-        np.take(self.data.y_train, flat_rows, axis=0, out=y_buffer.reshape(R * nb, *y_buffer.shape[2:]), mode="clip")
+        np.take(self.data.X_train, flat_rows, axis=0, out=X_rows, mode="clip")
+        np.take(self.data.y_train, flat_rows, axis=0, out=y_rows, mode="clip")
         return X_buffer, y_buffer
 
     # -- the loop -------------------------------------------------------------------------------
@@ -326,11 +328,14 @@ class _Pack:
             n_batch = X_batch.shape[1]
             outputs, cache = model.forward_stacked(P, X_batch)
             per_sample_loss, dlogits = stacked_loss(groups, outputs, y_batch)
-            batch_sum = np.add.reduce(per_sample_loss, axis=1)  # finite exactly when alone's batch loss is
-            dlogits *= 1.0 / n_batch
+            if n_batch > 1:  # alone multiplies by 1.0 at batch size 1, which changes no bit
+                dlogits *= 1.0 / n_batch
             grads = model.backward_stacked(P, cache, dlogits)
             norms = _global_norms(grads)
-            if not math.isfinite(float(np.add.reduce(batch_sum))) and not np.isfinite(batch_sum).all():
+            # a run's batch loss is finite exactly when its sum is; one sum over all runs checks them all
+            # (only when it is not finite, or overflows, are the runs' sums looked at)
+            if not math.isfinite(float(np.add.reduce(per_sample_loss, axis=None))) and not np.isfinite(
+                    batch_sum := np.add.reduce(per_sample_loss, axis=1)).all():
                 batch_loss = batch_sum / n_batch  # as alone: float(np.add.reduce(per_sample_loss)) / n_batch
                 bad = np.flatnonzero(~np.isfinite(batch_sum))
                 elapsed = time.perf_counter() - tic
