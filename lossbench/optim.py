@@ -111,6 +111,9 @@ class _Optimizer:
     decoupled_weight_decay = False
     #: the scalar hyperparameters a stack may vary per run (each becomes an (R, 1) array)
     stack_hyperparameters: tuple[str, ...] = ("lr", "weight_decay")
+    #: True when ``_direction`` only multiplies arrays by ``lr`` itself (no formula of it): a stack
+    #: then passes the runs' rates as a full (R, P) array, a faster NumPy loop than an (R, 1) broadcast
+    stack_lr_as_array = False
 
     def __init__(self, lr, weight_decay, batch_size):
         self.lr = _check_number("lr", lr, 0.0, MAX_LR, low_open=True, high_open=False)
@@ -303,6 +306,7 @@ class SGD(_Optimizer):
         self.state_names = ("momentum_buffer",) if self.momentum > 0.0 else ()
 
     stack_hyperparameters = ("lr", "weight_decay", "momentum")
+    stack_lr_as_array = True
 
     def _direction(self, g, out):
         if not self.state_names:  # momentum 0 (structural, so that a stack of runs takes one path)
@@ -360,6 +364,7 @@ class RMSprop(_Optimizer):
             self.state_names += ("grad_avg",)
 
     stack_hyperparameters = ("lr", "weight_decay", "alpha", "eps", "momentum")
+    stack_lr_as_array = True
 
     def _direction(self, g, out):
         square_avg = self._flat_state["square_avg"]
@@ -578,8 +583,17 @@ class StackedOptimizer:
     def set_lr(self, lrs) -> None:
         """The learning rate of every run for the coming steps (R,), as the trainer sets ``optimizer.lr``."""
         self.template.lr = self._column(lrs)
+        self._lr_column = self.template.lr
+        self._lr_expanded = False
         for optimizer, lr in zip(self.optimizers, lrs):
             optimizer.lr = lr
+
+    def _expand_lr(self) -> None:
+        """lr (R, 1) -> (R, P) in the parameters' dtype (rounded as a Python float meeting them), once per set_lr."""
+        self._lr_expanded = True
+        column = getattr(self, "_lr_column", None)
+        if isinstance(column, np.ndarray) and self.optimizers[0].stack_lr_as_array:
+            self.template.lr = np.repeat(column.astype(self._g.dtype), self._g.shape[1], axis=1)
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         """Update every (R, ...) array of ``params`` in place from ``grads``, run r as its optimizer would."""
@@ -593,6 +607,8 @@ class StackedOptimizer:
             self._allocate(list(params), shapes, first.dtype,
                            {name: np.broadcast_to(value, (self.n_runs, total)).astype(first.dtype)
                             for name, value in initial.items()})
+        if not getattr(self, "_lr_expanded", True):
+            self._expand_lr()
         g, out = self._g, self._out
         for name, g_view, out_view in self._views:
             np.copyto(g_view, grads[name])

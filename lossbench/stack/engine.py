@@ -239,8 +239,8 @@ class _Pack:
                                                           y_buffer.reshape(R * nb, *y_flat.shape[1:]))
         X_buffer, y_buffer, X_rows, y_rows = buffers
         # mode="clip" (the rows are valid) lets np.take write straight into `out`
-        np.take(self.data.X_train, flat_rows, axis=0, out=X_rows, mode="clip")
-        np.take(self.data.y_train, flat_rows, axis=0, out=y_rows, mode="clip")
+        self.data.X_train.take(flat_rows, axis=0, out=X_rows, mode="clip")
+        self.data.y_train.take(flat_rows, axis=0, out=y_rows, mode="clip")
         return X_buffer, y_buffer
 
     # -- the loop -------------------------------------------------------------------------------
