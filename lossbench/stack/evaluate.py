@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from lossbench.losses import _NO_OVERFLOW_BOUND, Loss
+from lossbench.losses import _NO_OVERFLOW_BOUND, CrossEntropy, Loss
 from lossbench.metrics import _SMALLEST_PROBABILITY, ECE_BINS, VANISHING_FRACTION, regression_metrics
 
 
@@ -66,6 +66,10 @@ class StackedData:
         return self._full[1], self._full[2]
 
 
+#: built-in losses whose class-label path ``stacked_loss`` may call directly (their own classes, not subclasses)
+_LABEL_FAST_PATH = {CrossEntropy}
+
+
 def _switches_path(loss, outputs: np.ndarray, targets: np.ndarray) -> bool:
     """True when a built-in loss would choose its code path differently for the stack than for a run.
 
@@ -92,6 +96,13 @@ def stacked_loss(groups, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.n
     R, n, k = outputs.shape
     if len(groups) == 1:
         loss = groups[0][0]
+        if (type(loss) in _LABEL_FAST_PATH and targets.dtype.kind in "iu" and loss._labels_suffice()
+                and np.maximum.reduce(np.abs(outputs), axis=None) < _NO_OVERFLOW_BOUND.get(outputs.dtype, 0.0)):
+            # what Loss.__call__ does for these rows once its checks pass (the targets are training labels,
+            # checked on every split by the first evaluation): the label path, every run's outputs below the bound
+            per_sample_loss, dlogits = loss._loss_and_gradient_of_labels(
+                outputs.reshape(R * n, k), targets.reshape(R * n).astype(np.intp, copy=False))
+            return per_sample_loss.reshape(R, n), dlogits.reshape(R, n, k)
         if not _switches_path(loss, outputs, targets):
             per_sample_loss, dlogits = loss(outputs.reshape(R * n, k), targets.reshape(R * n, *targets.shape[2:]))
             return per_sample_loss.reshape(R, n), dlogits.reshape(R, n, k)
