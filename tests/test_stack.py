@@ -158,7 +158,8 @@ def test_mlp_activations_and_two_hidden_layers_stack_identically(base_cfg, activ
                           "loss=ce", "optimizer=rmsprop", "trainer.epochs=2"), SEEDS_AND_LRS)
 
 
-@pytest.mark.parametrize("model, dataset, dtype", [("softmax", "iris", "float64"), ("logistic", "breast_cancer", "float64"),
+@pytest.mark.parametrize("model, dataset, dtype", [("softmax", "iris", "float64"),
+                                                   ("logistic", "breast_cancer", "float64"),
                                                    ("softmax", "iris", "float32")])
 def test_batch_size_one_stacks_identically(base_cfg, model, dataset, dtype):
     # batch 1: matmul's gemv and the outer product of the weight gradient (einsum) per run

@@ -38,7 +38,8 @@ class StackCheckReport:
 def _assert_equal(what: str, stacked, alone) -> None:
     stacked, alone = np.asarray(stacked), np.asarray(alone)
     if stacked.shape != alone.shape or stacked.dtype != alone.dtype:
-        raise AssertionError(f"{what}: stacked gives {stacked.dtype} {stacked.shape}, alone {alone.dtype} {alone.shape}")
+        raise AssertionError(f"{what}: stacked gives {stacked.dtype} {stacked.shape}, "
+                             f"alone {alone.dtype} {alone.shape}")
     if stacked.dtype.kind == "f" and np.isfinite(alone).all():  # bit patterns: -0.0 differs from 0.0
         same = np.array_equal(stacked.view(f"u{stacked.itemsize}"), alone.view(f"u{alone.itemsize}"))
     else:
@@ -127,7 +128,7 @@ def _check_loss(loss, report, rng, n_runs, n, ks):
 
 
 def _check_optimizer(optimizer, report, rng, n_runs, steps):
-    from lossbench.optim import StackedOptimizer
+    from lossbench.stack.optimizer import StackedOptimizer
 
     if not callable(getattr(optimizer, "stack_structure", None)):
         raise AssertionError(f"{type(optimizer).__name__} has no stack_structure(): StackedOptimizer cannot step it")

@@ -27,7 +27,7 @@ from typing import Callable
 import numpy as np
 
 from lossbench.checkpoint import TrainingState, load_checkpoint, save_checkpoint, supports_checkpoints
-from lossbench.optim import StackedOptimizer
+from lossbench.stack.optimizer import StackedOptimizer
 from lossbench.stack.evaluate import StackedData, evaluate_runs, stacked_loss
 from lossbench.stack.key import stack_key
 from lossbench.train import (CHECKPOINT_INTERVAL_S, TrainResult, evaluation_epochs, finish, initial_record,
@@ -221,7 +221,8 @@ class _Pack:
         rows = order[:, start:] + self.offsets[:, None]
         R, m = rows.shape
         full = m // b
-        steps = list(np.ascontiguousarray(rows[:, :full * b].reshape(R, full, b).transpose(1, 0, 2)).reshape(full, R * b))
+        table = np.ascontiguousarray(rows[:, :full * b].reshape(R, full, b).transpose(1, 0, 2))
+        steps = list(table.reshape(full, R * b))
         if m % b:
             steps.append(np.ascontiguousarray(rows[:, full * b:]).ravel())
         return steps
@@ -235,8 +236,9 @@ class _Pack:
             X_flat, y_flat = self.data.X_train, self.data.y_train
             X_buffer = np.empty((R, nb, *X_flat.shape[1:]), dtype=X_flat.dtype)
             y_buffer = np.empty((R, nb, *y_flat.shape[1:]), dtype=y_flat.dtype)
-            buffers = self.buffers[flat_rows.shape[0]] = (X_buffer, y_buffer, X_buffer.reshape(R * nb, *X_flat.shape[1:]),
-                                                          y_buffer.reshape(R * nb, *y_flat.shape[1:]))
+            X_rows = X_buffer.reshape(R * nb, *X_flat.shape[1:])  # views, made once
+            y_rows = y_buffer.reshape(R * nb, *y_flat.shape[1:])
+            buffers = self.buffers[flat_rows.shape[0]] = (X_buffer, y_buffer, X_rows, y_rows)
         X_buffer, y_buffer, X_rows, y_rows = buffers
         # mode="clip" (the rows are valid) lets np.take write straight into `out`
         self.data.X_train.take(flat_rows, axis=0, out=X_rows, mode="clip")
@@ -247,7 +249,8 @@ class _Pack:
 
     def _start(self, run: _Run) -> None:
         """Epoch 0 or the run's checkpoint, as :func:`lossbench.train.train` starts."""
-        resumed = None if run.checkpoint is None else load_checkpoint(run.checkpoint, **run.checkpoint_keys(self.epochs))
+        resumed = None if run.checkpoint is None else load_checkpoint(run.checkpoint,
+                                                                      **run.checkpoint_keys(self.epochs))
         result = run.result
         if resumed is None:
             first = initial_record(run.model, run.built.loss, run.splits, self.task, run.base_lr)
@@ -342,7 +345,8 @@ class _Pack:
                 for position in bad:
                     self.runs[self.active[position]].train_time += elapsed
                     self.runs[self.active[position]].step = step
-                keep = self._leave(list(bad), lambda p: f"the batch loss became {float(batch_loss[p])} at step {step + 1}")
+                keep = self._leave(list(bad),
+                                   lambda p: f"the batch loss became {float(batch_loss[p])} at step {step + 1}")
                 if not keep:
                     return
                 grads = {name: value[keep] for name, value in grads.items()}
@@ -370,7 +374,8 @@ class _Pack:
         for value in self.P.values():
             finite &= np.isfinite(value.reshape(len(runs), -1)).all(axis=1)
         if not finite.all():
-            keep = self._leave(list(np.flatnonzero(~finite)), lambda p: f"a parameter became non-finite in epoch {epoch}")
+            keep = self._leave(list(np.flatnonzero(~finite)),
+                               lambda p: f"a parameter became non-finite in epoch {epoch}")
             norm_sum = norm_sum[keep]
             runs = [runs[position] for position in keep]
         due = [position for position, run in enumerate(runs)

@@ -147,7 +147,8 @@ def evaluate_runs(pack, runs: list[int]) -> list[dict]:
         for u, slots in calls:
             X, y = pack.data.unique[name][u]
             stack = [positions[slot] for slot in slots]
-            params = pack.P if stack == list(range(len(pack.active))) else {key: value[stack] for key, value in pack.P.items()}
+            everyone = stack == list(range(len(pack.active)))
+            params = pack.P if everyone else {key: value[stack] for key, value in pack.P.items()}
             outputs, _ = model.forward_stacked(params, X[None])
             labels = np.broadcast_to(y, (len(slots), *y.shape))
             losses = [pack.runs[runs[slot]].built.loss for slot in slots]
