@@ -24,7 +24,9 @@ a dependency) trains the same ``Linear-ReLU-Linear`` with ``CrossEntropyLoss``.
 Sections (``--sections``): mlp (the big MLP, float64 and float32), digits (batch 32 and batch 1),
 softmax (against ``SGDClassifier``), flops (achieved GFLOP/s against NumPy's matmul rate at the
 same shapes), scaling (samples and width), startup, eval (evaluation cost), memory, sweep (joblib
-against the basic launcher, and the per-run overhead inside a sweep).
+against the basic launcher, and the per-run overhead inside a sweep), stack (packs of runs trained
+stacked against one after another, issue 13: :mod:`lossbench.stack.bench`; ``--study NAME`` adds a
+whole shipped study with stacking against ``hydra.sweeper.stack_size=1``).
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ class Settings:
     sweep_epochs: int  # epochs of each digits MLP run in the throughput sweep
     sweep_reps: int
     ceiling_epochs: int  # epochs of the digits run that measures the machine's parallel capacity
+    studies: tuple[str, ...] = ()  # --study: shipped studies timed with stacking against stack_size=1
 
 
 FULL = Settings(
@@ -100,7 +103,7 @@ QUICK = Settings(
     sweep_runs=2, sweep_epochs=1, sweep_reps=1, ceiling_epochs=2,
 )
 
-SECTIONS = ("mlp", "digits", "softmax", "flops", "scaling", "startup", "eval", "memory", "sweep")
+SECTIONS = ("mlp", "digits", "softmax", "flops", "scaling", "startup", "eval", "memory", "sweep", "stack")
 N_CLASSES = 10
 ADAM_LR = 1e-3
 SGD_LR = 1e-2
@@ -832,8 +835,17 @@ def section_sweep(results: Results, torch) -> None:
 SECTION_FUNCTIONS = {
     "mlp": section_mlp, "digits": section_digits, "softmax": section_softmax, "flops": section_flops,
     "scaling": section_scaling, "startup": section_startup, "eval": section_eval, "memory": section_memory,
-    "sweep": section_sweep,
+    "sweep": section_sweep, "stack": lambda results, torch: _section_stack(results, torch),
 }
+
+
+def _section_stack(results: Results, torch) -> None:
+    """Stacked packs against one run after another (issue 13): see :mod:`lossbench.stack.bench`."""
+    from lossbench.stack.bench import section_stack, section_study
+
+    section_stack(results, torch)
+    for study in results.settings.studies:
+        section_study(results, study)
 
 # ---------------------------------------------------------------------------------------------
 # output: table, CSV, figure
@@ -989,6 +1001,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated subset of {','.join(SECTIONS)} (default: all)")
     parser.add_argument("--reps", type=int, default=None, help="repetitions of each comparison (default 5; quick 1)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even when it is importable")
+    parser.add_argument("--study", action="append", default=[], metavar="NAME",
+                        help="with the stack section: time the shipped study NAME (experiment=NAME, joblib) with "
+                             "stacking against hydra.sweeper.stack_size=1 (repeatable)")
     args = parser.parse_args(argv)
     args.sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = [name for name in args.sections if name not in SECTIONS]
@@ -1007,6 +1022,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = QUICK if args.quick else FULL
     if args.reps is not None:
         settings = replace(settings, reps=args.reps)
+    if args.study:
+        settings = replace(settings, studies=tuple(args.study))
     out = args.out or Path("runs") / "bench" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
     started = time.perf_counter()
     load_before = os.getloadavg()

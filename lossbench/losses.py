@@ -35,6 +35,11 @@ no epsilon inside a log. Near saturation the small quantities (``1 - p`` of the 
 numbers close to 1, so values and gradients keep their relative precision at |z| ~ 30 too.
 Non-finite outputs (a diverged model) are not an error: they give non-finite results, silently,
 for the trainer's divergence check.
+
+Stacked runs (:mod:`lossbench.stack`): every built-in loss is row-wise (sample i's loss and
+gradient depend on row i of the outputs and targets only), declared by ``stackable = True`` on
+each class (not inherited: a subclass declares it again once it has checked that it still holds),
+so one call on the rows of several runs gives each row what its run gets alone.
 """
 
 from __future__ import annotations
@@ -346,6 +351,8 @@ class L2(_ResidualLoss):
     2y - 1 for ``on_logits`` with one output).
     """
 
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
+
     _hyperparameters = ("on_logits",)
 
     def __init__(self, on_logits: bool = False):
@@ -380,6 +387,8 @@ class L1(_ResidualLoss):
     PyTorch: ``L1Loss()(link(z), target)`` equals the mean of ``per_sample_loss``.
     """
 
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
+
     name = "l1"
 
     def _penalty(self, residual):
@@ -395,6 +404,8 @@ class Huber(_ResidualLoss):
     Shapes: outputs (n, k), targets int (n,) or float (n, k) -> (n,), (n, k).
     PyTorch: ``HuberLoss(delta=delta)(link(z), target)`` equals the mean of ``per_sample_loss``.
     """
+
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
 
     name = "huber"
     _hyperparameters = ("delta",)
@@ -423,6 +434,8 @@ class BCE(Loss):
     Shapes: outputs (n, k), targets int (n,) or float (n, k) -> (n,), (n, k).
     PyTorch: ``BCEWithLogitsLoss()(z, t)`` equals the mean of ``per_sample_loss``.
     """
+
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
 
     name = "bce"
 
@@ -475,6 +488,8 @@ class CrossEntropy(Loss):
     ``per_sample_loss`` (class indices or class probabilities).
     """
 
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
+
     name = "ce"
     min_outputs = 2
     _hyperparameters = ("label_smoothing",)
@@ -524,6 +539,8 @@ class KLDivergence(CrossEntropy):
     ``per_sample_loss`` (t already smoothed).
     """
 
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
+
     name = "kl"
 
     def _labels_suffice(self) -> bool:
@@ -550,6 +567,8 @@ class Focal(Loss):
     alpha=-1, gamma=gamma, reduction="none")``; k >= 2 equals
     ``-(t * (1 - softmax(z))**gamma * log_softmax(z)).sum(1)``.
     """
+
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
 
     name = "focal"
     _hyperparameters = ("gamma",)
@@ -598,6 +617,8 @@ class Hinge(Loss):
     PyTorch: k >= 2 equals ``MultiMarginLoss(p=1, margin=1)`` (mean of ``per_sample_loss``);
     k == 1 equals ``torch.clamp(1 - (2 * y - 1) * z, min=0)``.
     """
+
+    stackable = True  # row-wise: samples of several runs in one call (lossbench.stack)
 
     name = "hinge"
     float_targets = None

@@ -18,6 +18,15 @@ like ``params[name]``, created on the first step in the parameters' dtype (a flo
 float32); ``opt.step_count`` is the number of steps taken (torch's ``step``, shared by all
 parameters since they always step together).
 
+Stacked runs (:mod:`lossbench.stack`): every built-in optimizer has ``stackable = True``;
+:class:`lossbench.stack.optimizer.StackedOptimizer` steps R optimizers of one class and structure
+(:meth:`_Optimizer.stack_structure`) on parameters with a leading run axis, each run with its own
+scalar hyperparameters (an (R, 1) array in place of a float the runs do not share: ``lr``,
+betas, ...) and its own state (flat buffers (R, P)). The rules below are written so that the
+same code serves both: elementwise NumPy operations give each run the numbers it gets alone, and
+the few scalar formulas (Adam's bias corrections) are evaluated per run in Python float
+arithmetic (:func:`_per_run`), as alone.
+
 Speed: at batch size 1 a step of a small model costs per NumPy call, not per element. So each
 state buffer of all parameters is ONE flat array and ``opt.state[name][...]`` are views into it;
 a step copies the gradients into one flat array, applies the rule in a dozen in-place operations
@@ -57,6 +66,25 @@ def _check_number(key: str, value, low: float, high: float, *, low_open: bool, h
     return float(value)
 
 
+def _per_run(function, *values):
+    """``function(*values)`` of Python floats; for (R, 1) arrays (a stack), one Python call per run.
+
+    Scalar formulas stay in Python float arithmetic in a stack too, so each run gets the number
+    it computes alone (NumPy's power of an array need not round as Python's ``**`` does).
+    """
+    if not isinstance(values[0], np.ndarray):
+        return function(*values)
+    columns = [np.broadcast_to(value, values[0].shape).ravel().tolist() for value in values]
+    return np.array([function(*row) for row in zip(*columns)], dtype=np.float64).reshape(values[0].shape)
+
+
+def _as(value, array: np.ndarray):
+    """A hyperparameter (expression) as an operand of ``array``: a Python float as it is; a stack's
+    (R, 1) float64 column cast to the array's dtype, which is what NumPy does to a Python float
+    meeting a float32 array (so a float32 stack rounds as each float32 run does alone)."""
+    return value.astype(array.dtype, copy=False) if isinstance(value, np.ndarray) else value
+
+
 def _check_batch_size(batch_size):
     """Return batch_size if it is None (full batch) or an int >= 1, else raise ValueError."""
     if batch_size is None:
@@ -81,6 +109,11 @@ class _Optimizer:
     state_names: tuple[str, ...] = ()
     #: True for AdamW: p <- p * (1 - lr * weight_decay) instead of adding weight_decay * p to g
     decoupled_weight_decay = False
+    #: the scalar hyperparameters a stack may vary per run (each becomes an (R, 1) array)
+    stack_hyperparameters: tuple[str, ...] = ("lr", "weight_decay")
+    #: True when ``_direction`` only multiplies arrays by ``lr`` itself (no formula of it): a stack
+    #: then passes the runs' rates as a full (R, P) array, a faster NumPy loop than an (R, 1) broadcast
+    stack_lr_as_array = False
 
     def __init__(self, lr, weight_decay, batch_size):
         self.lr = _check_number("lr", lr, 0.0, MAX_LR, low_open=True, high_open=False)
@@ -117,6 +150,16 @@ class _Optimizer:
             if self.decoupled_weight_decay and shrink != 1.0:
                 param *= shrink
             param -= out_view
+
+    def stack_structure(self) -> tuple:
+        """What optimizers must share to step in one stack: class, batch size, state buffers, code paths.
+
+        Everything else (``stack_hyperparameters``) may differ per run. Weight decay on/off is
+        structural: a coupled ``g + 0 * p`` would turn a -0.0 gradient into +0.0.
+        """
+        return (f"{type(self).__module__}.{type(self).__qualname__}", self.batch_size, tuple(self.state_names),
+                self.weight_decay != 0.0, bool(getattr(self, "nesterov", False)),
+                bool(getattr(self, "centered", False)))
 
     def _create_state(self, params: dict[str, np.ndarray]) -> None:
         """Allocate the flat buffers (state: zeros, or ``_initial_state_value``) and their views."""
@@ -243,6 +286,8 @@ class SGD(_Optimizer):
     descent) or samples per step, read by the trainer.
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     def __init__(
         self,
         lr: float = 0.001,
@@ -260,22 +305,25 @@ class SGD(_Optimizer):
         self.nesterov = bool(nesterov)
         self.state_names = ("momentum_buffer",) if self.momentum > 0.0 else ()
 
+    stack_hyperparameters = ("lr", "weight_decay", "momentum")
+    stack_lr_as_array = True
+
     def _direction(self, g, out):
-        if self.momentum == 0.0:
-            np.multiply(g, self.lr, out=out)  # lr * g
+        if not self.state_names:  # momentum 0 (structural, so that a stack of runs takes one path)
+            np.multiply(g, _as(self.lr, g), out=out)  # lr * g
             return
         buf = self._flat_state["momentum_buffer"]
         if self.step_count == 1:
             np.copyto(buf, g)  # buf_1 = g_1
         else:
-            buf *= self.momentum  # buf_t = mu * buf_{t-1} + g_t
+            buf *= _as(self.momentum, g)  # buf_t = mu * buf_{t-1} + g_t
             buf += g
         if self.nesterov:
-            np.multiply(buf, self.momentum, out=out)  # lr * (g_t + mu * buf_t)
+            np.multiply(buf, _as(self.momentum, g), out=out)  # lr * (g_t + mu * buf_t)
             out += g
-            out *= self.lr
+            out *= _as(self.lr, g)
         else:
-            np.multiply(buf, self.lr, out=out)  # lr * buf_t
+            np.multiply(buf, _as(self.lr, g), out=out)  # lr * buf_t
 
 
 class RMSprop(_Optimizer):
@@ -289,6 +337,8 @@ class RMSprop(_Optimizer):
         momentum == 0:   p <- p - lr * g / denom
         momentum > 0:    buf <- momentum * buf + g / denom;  p <- p - lr * buf   (buf starts at 0)
     """
+
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
 
     def __init__(
         self,
@@ -313,16 +363,19 @@ class RMSprop(_Optimizer):
         if self.centered:
             self.state_names += ("grad_avg",)
 
+    stack_hyperparameters = ("lr", "weight_decay", "alpha", "eps", "momentum")
+    stack_lr_as_array = True
+
     def _direction(self, g, out):
         square_avg = self._flat_state["square_avg"]
-        square_avg *= self.alpha  # v = alpha * v + (1 - alpha) * g**2
+        square_avg *= _as(self.alpha, g)  # v = alpha * v + (1 - alpha) * g**2
         np.square(g, out=out)
-        out *= 1.0 - self.alpha
+        out *= _as(1.0 - self.alpha, g)
         square_avg += out
         if self.centered:
             grad_avg = self._flat_state["grad_avg"]
-            grad_avg *= self.alpha  # gbar = alpha * gbar + (1 - alpha) * g
-            np.multiply(g, 1.0 - self.alpha, out=out)
+            grad_avg *= _as(self.alpha, g)  # gbar = alpha * gbar + (1 - alpha) * g
+            np.multiply(g, _as(1.0 - self.alpha, g), out=out)
             grad_avg += out
             np.square(grad_avg, out=out)  # denom = sqrt(v - gbar**2) + eps
             np.subtract(square_avg, out, out=out)
@@ -332,15 +385,15 @@ class RMSprop(_Optimizer):
             np.sqrt(out, out=out)
         else:
             np.sqrt(square_avg, out=out)  # denom = sqrt(v) + eps
-        out += self.eps
+        out += _as(self.eps, g)
         np.divide(g, out, out=out)  # g / denom
-        if self.momentum > 0.0:
+        if "momentum_buffer" in self.state_names:  # momentum > 0
             buf = self._flat_state["momentum_buffer"]
-            buf *= self.momentum  # buf = momentum * buf + g / denom
+            buf *= _as(self.momentum, g)  # buf = momentum * buf + g / denom
             buf += out
-            np.multiply(buf, self.lr, out=out)  # lr * buf
+            np.multiply(buf, _as(self.lr, g), out=out)  # lr * buf
         else:
-            out *= self.lr  # lr * g / denom
+            out *= _as(self.lr, g)  # lr * g / denom
 
 
 class Adam(_Optimizer):
@@ -354,7 +407,10 @@ class Adam(_Optimizer):
         p <- p - (lr / (1 - beta1**t)) * m / (sqrt(v) / sqrt(1 - beta2**t) + eps)
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     state_names = ("exp_avg", "exp_avg_sq")
+    stack_hyperparameters = ("lr", "weight_decay", "beta1", "beta2", "eps")
 
     def __init__(
         self,
@@ -373,21 +429,21 @@ class Adam(_Optimizer):
     def _direction(self, g, out):
         exp_avg, exp_avg_sq = self._flat_state["exp_avg"], self._flat_state["exp_avg_sq"]
         t = self.step_count
-        exp_avg *= self.beta1  # m = beta1 * m + (1 - beta1) * g
-        np.multiply(g, 1.0 - self.beta1, out=out)
+        exp_avg *= _as(self.beta1, g)  # m = beta1 * m + (1 - beta1) * g
+        np.multiply(g, _as(1.0 - self.beta1, g), out=out)
         exp_avg += out
-        exp_avg_sq *= self.beta2  # v = beta2 * v + (1 - beta2) * g**2
+        exp_avg_sq *= _as(self.beta2, g)  # v = beta2 * v + (1 - beta2) * g**2
         np.square(g, out=out)
-        out *= 1.0 - self.beta2
+        out *= _as(1.0 - self.beta2, g)
         exp_avg_sq += out
-        bias_correction1 = 1.0 - self.beta1**t
-        bias_correction2_sqrt = math.sqrt(1.0 - self.beta2**t)
+        bias_correction1 = _per_run(lambda beta1: 1.0 - beta1**t, self.beta1)
+        bias_correction2_sqrt = _per_run(lambda beta2: math.sqrt(1.0 - beta2**t), self.beta2)
         # (lr / bc1) * m / (sqrt(v) / sqrt(bc2) + eps)
         #   = (lr * sqrt(bc2) / bc1) * m / (sqrt(v) + eps * sqrt(bc2)):  one array operation fewer
         np.sqrt(exp_avg_sq, out=out)
-        out += self.eps * bias_correction2_sqrt
+        out += _as(self.eps * bias_correction2_sqrt, g)
         np.divide(exp_avg, out, out=out)
-        out *= self.lr * bias_correction2_sqrt / bias_correction1
+        out *= _as(self.lr * bias_correction2_sqrt / bias_correction1, g)
 
 
 class AdamW(Adam):
@@ -396,6 +452,8 @@ class AdamW(Adam):
     First ``p <- p * (1 - lr * weight_decay)``, then the step of ``Adam`` computed from the raw
     gradient (no L2 term in g). Default ``weight_decay`` 0.01, as torch.
     """
+
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
 
     decoupled_weight_decay = True
 
@@ -422,7 +480,10 @@ class Adagrad(_Optimizer):
         p <- p - lr_t * g / (sqrt(s) + eps)
     """
 
+    stackable = True  # StackedOptimizer: bit-identical to each alone (lossbench.stack); declared per class
+
     state_names = ("sum",)
+    stack_hyperparameters = ("lr", "weight_decay", "lr_decay", "eps", "initial_accumulator_value")
 
     def __init__(
         self,
@@ -452,6 +513,7 @@ class Adagrad(_Optimizer):
         np.square(g, out=out)  # s = s + g**2
         accumulated += out
         np.sqrt(accumulated, out=out)  # lr_t * g / (sqrt(s) + eps)
-        out += self.eps
+        out += _as(self.eps, g)
         np.divide(g, out, out=out)
-        out *= lr_t
+        out *= _as(lr_t, g)
+

@@ -1,8 +1,9 @@
 """Check your own components against lossbench's contracts before you run a sweep with them.
 
-    from lossbench.testing import check_loss, check_optimizer
+    from lossbench.testing import check_loss, check_optimizer, check_stacked
     check_loss(MyLoss())            # AssertionError with a message, or a LossCheckReport
     check_optimizer(MyOptimizer(lr=0.1))
+    check_stacked(MyModel())        # only for a component declaring stackable = True (lossbench.stack)
 
 The finite-difference helpers they use are public too, for gradients of anything else::
 
@@ -490,3 +491,9 @@ def _check_zero_gradient(optimizer, name, rng) -> None:
         if not np.array_equal(value, before[key]):
             raise AssertionError(f"{name}: with zero gradients and weight_decay == 0, params[{key!r}] moved by up "
                                  f"to {np.abs(value - before[key]).max():.3g}; it must stay where it is")
+
+
+# ---------------------------------------------------------------------------------------------
+# stacked runs: the contract of a component that declares ``stackable = True`` (lossbench.stack)
+
+from lossbench.stack.check import StackCheckReport, check_stacked  # noqa: E402  (re-exported here)

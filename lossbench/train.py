@@ -59,6 +59,8 @@ class TrainResult:
     resumed_from_epoch: int = 0
     collapsed_to_chance: bool = False
     collapse_message: str | None = None
+    #: runs trained together in one stacked pass (lossbench.stack); 1 when trained alone
+    stack_size: int = 1
 
 
 def split_arrays(data) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -153,6 +155,37 @@ def collapse_message(records: list[dict], chance: float) -> str | None:
     return head + f"; it fell from {best:.4g} at epoch {best_epoch}"
 
 
+def initial_record(model, loss, splits: dict, task: str, base_lr: float) -> dict:
+    """The record of epoch 0: the initial model's metrics and its full-batch gradient norm."""
+    X_train, y_train = splits["train"]
+    outputs, cache = model.forward(X_train)
+    _, dlogits = loss(outputs, y_train)
+    initial_grad_norm = global_norm(model.backward(cache, dlogits / X_train.shape[0]))
+    del outputs, cache, dlogits
+    first = {"epoch": 0, "step": 0, "time_s": 0.0, "lr": base_lr, "grad_norm": initial_grad_norm}
+    first.update(evaluate(model, loss, splits, task))
+    return first
+
+
+def record_divergence(record: dict, initial_loss: float, divergence_factor: float) -> str | None:
+    """Why the run diverged at this evaluation (non-finite, or above the factor x its initial loss), or None."""
+    train_loss, epoch = record["train_loss"], record["epoch"]
+    if not math.isfinite(train_loss):
+        return f"the training loss became {train_loss} in epoch {epoch}"
+    if divergence_factor > 0 and train_loss > divergence_factor * max(initial_loss, 1e-12):
+        return (f"the training loss {train_loss:.4g} exceeded {divergence_factor:g} x its "
+                f"initial value {initial_loss:.4g} in epoch {epoch}")
+    return None
+
+
+def finish(result: TrainResult, task: str, y_train: np.ndarray) -> TrainResult:
+    """Flag a completed classification run that ends at chance (:func:`collapse_message`)."""
+    if result.status == "completed" and task == "classification":
+        result.collapse_message = collapse_message(result.records, _chance_rate(y_train))
+        result.collapsed_to_chance = result.collapse_message is not None
+    return result
+
+
 def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: float,
           divergence_factor: float, rng: np.random.Generator,
           on_epoch: Callable[[dict], None] | None = None, checkpoint: Path | str | None = None,
@@ -205,12 +238,7 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
 
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         if resumed is None:
-            outputs, cache = model.forward(X_train)
-            _, dlogits = loss(outputs, y_train)
-            initial_grad_norm = global_norm(model.backward(cache, dlogits / n_train))
-            del outputs, cache, dlogits
-            first = {"epoch": 0, "step": 0, "time_s": 0.0, "lr": base_lr, "grad_norm": initial_grad_norm}
-            first.update(evaluate(model, loss, splits, data.task))
+            first = initial_record(model, loss, splits, data.task, base_lr)
             result.records.append(first)
             if on_epoch:
                 on_epoch(first)
@@ -283,14 +311,9 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
                 result.stop_epoch = epoch
                 if on_epoch:
                     on_epoch(record)
-                train_loss = record["train_loss"]
-                if not math.isfinite(train_loss):
-                    result.status, result.message = "diverged", f"the training loss became {train_loss} in epoch {epoch}"
-                    break
-                if divergence_factor > 0 and train_loss > divergence_factor * max(initial_loss, 1e-12):
-                    result.status = "diverged"
-                    result.message = (f"the training loss {train_loss:.4g} exceeded {divergence_factor:g} x its "
-                                      f"initial value {initial_loss:.4g} in epoch {epoch}")
+                message = record_divergence(record, initial_loss, divergence_factor)
+                if message is not None:
+                    result.status, result.message = "diverged", message
                     break
             if checkpoint is not None and epoch < epochs and time.monotonic() - last_save >= checkpoint_interval_s:
                 save_checkpoint(checkpoint, **checkpoint_keys,
@@ -298,10 +321,7 @@ def train(model, loss, optimizer, schedule, data, *, epochs: int, grad_clip: flo
                                                     records=result.records))
                 last_save = time.monotonic()
         result.train_time_s = train_time
-    if result.status == "completed" and data.task == "classification":
-        result.collapse_message = collapse_message(result.records, _chance_rate(y_train))
-        result.collapsed_to_chance = result.collapse_message is not None
-    return result
+    return finish(result, data.task, y_train)
 
 
 def _chance_rate(labels: np.ndarray) -> float:

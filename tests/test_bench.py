@@ -100,3 +100,18 @@ def test_quick_benchmark_cli_runs_every_section(tmp_path):
         assert name in set(targets["name"])
     sweep = measurements[measurements["section"] == "sweep"]
     assert {"basic", "joblib", "machine"} <= set(sweep["contender"])
+
+
+def test_quick_stack_section_prints_the_stacking_targets(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert bench.main(["--quick", "--no-torch", "--sections", "stack", "--out", str(out)]) == 0
+    measurements, targets = _check_outputs(out, ["stack"])
+    printed = capsys.readouterr().out
+    for name in ("stack: 14 logistic runs on breast_cancer (lr grid x 2 seeds), one after another / stacked",
+                 "stack: 10 MLP runs on digits (hidden 32, batch 32), one after another / stacked",
+                 "stack: 10 softmax runs at batch 1, per run: alone / stacked",
+                 "stack: batch 1 per run, SGDClassifier / stacked lossbench"):
+        assert name in printed and name in set(targets["name"])
+    graded = targets[targets["name"].str.contains("one after another / stacked|alone / stacked")]
+    assert len(graded) == 3 and set(graded["status"]) <= {"PASS", "MISS"}
+    assert set(measurements["contender"]) == {"alone", "stacked", "sklearn SGDClassifier"}
