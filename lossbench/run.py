@@ -226,6 +226,53 @@ def run(cfg: DictConfig) -> dict | None:
     identical run that finished earlier (nothing is trained or written then), or ``None`` when the
     run was skipped (``sweep.skip_invalid``) or another process holds its claim. Bad input in a
     single run exits with status 2, a run that cannot write its files with status 1.
+    """
+    prepared = prepare(cfg)
+    if not isinstance(prepared, Prepared):
+        return prepared
+    try:
+        result, error = prepared.train()
+    except BaseException:  # Ctrl-C: the claim goes, the checkpoint stays for the next attempt
+        prepared.release()
+        raise
+    return prepared.finish(result, error)
+
+
+def run_pack(runs: list[Prepared]) -> list[dict]:
+    """Train prepared runs together where they stack (:func:`lossbench.stack.train_stack`), then finish each.
+
+    Every run keeps its own folder, files, claim, checkpoint and tracker, and its numbers equal the
+    run trained alone (every column of metrics.csv but ``time_s``, and params.npz); runs that do
+    not stack train one after another inside the same call. An exception stops the whole pack:
+    each run is then recorded as failed with it, and resumes from its own checkpoint next time.
+    """
+    from lossbench.stack import train_stack
+
+    error = None
+    try:
+        with runs[0].blas_limit():  # blas_threads is part of the pack key: the runs of a pack share it
+            for prepared in runs:
+                prepared.summary["provenance"] = provenance()
+            results = train_stack([prepared.built for prepared in runs],
+                                  on_epochs=[prepared.on_epoch for prepared in runs],
+                                  checkpoints=[prepared.out_dir for prepared in runs],
+                                  config_hashes=[prepared.summary["config_hash"] for prepared in runs])
+    except Exception as err:  # a failed pass is a result for each of its runs; the sweep goes on
+        results, error = [None] * len(runs), err
+    except BaseException:
+        for prepared in runs:
+            prepared.release()
+        raise
+    return [prepared.finish(result, error) for prepared, result in zip(runs, results)]
+
+
+def prepare(cfg: DictConfig):
+    """Everything before training: validate and build ``cfg``, claim the run, clear an earlier attempt.
+
+    Returns a claimed :class:`Prepared` run, or what :func:`run` returns for a run that does not
+    train (a summary reused from disk, or None), so that a packed launcher job can train several
+    prepared runs in one stacked pass (:func:`run_pack`). Must run inside the run's Hydra job
+    (it reads the output folder and overrides from ``HydraConfig``).
 
     Order matters for the files of an earlier attempt: nothing in the folder is touched until the
     config is valid and the run is claimed (:class:`lossbench.sweep.claim.Claim`).
@@ -267,15 +314,81 @@ def run(cfg: DictConfig) -> dict | None:
             done = finished_summary(out_dir, run_config_hash)
             if done is not None:
                 log.info("skip %s: another process finished it meanwhile", label)
+                claim.release()
                 return done
-        return _train(cfg, built, out_dir, multirun, label, overrides, run_config_hash, started, hydra_cfg)
-    finally:
+        return Prepared(cfg, built, out_dir, multirun, label, overrides, run_config_hash, started, hydra_cfg, claim)
+    except BaseException:
         claim.release()
+        raise
 
 
-def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: list[str], run_config_hash: str,
-           started: float, hydra_cfg) -> dict:
-    """Train a claimed, valid run and write its files; a failure to write is one line and a failed record."""
+class Prepared:
+    """A claimed, valid run, its earlier attempt cleared: :meth:`train` it, then :meth:`finish` it.
+
+    Holds the run's claim until :meth:`finish` (or :meth:`release`); ``on_epoch`` feeds the
+    progress lines and the tracker, ``summary`` is filled in by :meth:`finish`.
+    """
+
+    def __init__(self, cfg, built, out_dir: Path, multirun: bool, label: str, overrides: list[str],
+                 run_config_hash: str, started: float, hydra_cfg, claim: Claim):
+        self.cfg, self.built, self.out_dir, self.multirun, self.label = cfg, built, out_dir, multirun, label
+        self.claim, self.started = claim, started
+        self.summary = _start(cfg, built, out_dir, overrides, run_config_hash, hydra_cfg)
+        self.progress = _Progress(cfg.progress, int(cfg.trainer.epochs), multirun)
+        self.tracker = open_tracker(cfg, out_dir, out_dir.name)  # logger=mlflow|tensorboard; never raises
+        # the job's own log files: a packed job finishes its runs after the next run's job set up logging
+        self.log_files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+
+    def on_epoch(self, record: dict) -> None:
+        self.progress(record)
+        self.tracker.log_epoch(record)
+
+    def blas_limit(self):
+        """threadpoolctl's limit for this run's ``blas_threads`` (0: the library's default)."""
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=None if self.cfg.blas_threads == 0 else int(self.cfg.blas_threads))
+
+    def train(self):
+        """``(result, error)``: the TrainResult, or None and the exception of a run that failed."""
+        try:
+            with self.blas_limit():
+                self.summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
+                return self.built.train(on_epoch=self.on_epoch, checkpoint=self.out_dir), None
+        except Exception as err:  # a failed run is a result too; the sweep goes on
+            return None, err
+
+    def release(self) -> None:
+        self.progress.close()
+        self.claim.release()
+
+    def finish(self, result, error: BaseException | None = None) -> dict:
+        """Write the run's files and summary.json (last), release the claim; returns the summary."""
+        root = logging.getLogger()
+        others = [h for h in root.handlers if isinstance(h, logging.FileHandler) and h not in self.log_files]
+        if not others and all(h in root.handlers for h in self.log_files):  # still this run's job
+            try:
+                return _finish(self, result, error)
+            finally:
+                self.release()
+        for handler in others:
+            root.removeHandler(handler)
+        for handler in self.log_files:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        try:
+            return _finish(self, result, error)
+        finally:
+            self.release()
+            for handler in self.log_files:
+                if handler not in others:
+                    root.removeHandler(handler)
+            for handler in others:
+                root.addHandler(handler)
+
+
+def _start(cfg, built, out_dir: Path, overrides: list[str], run_config_hash: str, hydra_cfg) -> dict:
+    """Clear an earlier attempt's files (not its checkpoint) and return the run's summary skeleton."""
     removed = remove_stale_temporaries(out_dir)
     _log_to_file("==== %s: attempt started by pid %d%s ====", time.strftime("%Y-%m-%d %H:%M:%S"), os.getpid(),
                  f" (removed {removed} temporary files of a killed attempt)" if removed else "")
@@ -294,39 +407,32 @@ def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: lis
         "split_sizes": {split: len(getattr(built.data, f"y_{split}")) for split in ("train", "val", "test")
                         if getattr(built.data, f"y_{split}") is not None},
     }
-    progress = _Progress(cfg.progress, int(cfg.trainer.epochs), multirun)
-    tracker = open_tracker(cfg, out_dir, out_dir.name)  # logger=mlflow|tensorboard; never raises
+    return summary
 
-    def on_epoch(record: dict) -> None:
-        progress(record)
-        tracker.log_epoch(record)
 
-    result = None
-    try:
-        from threadpoolctl import threadpool_limits
-
-        limit = None if cfg.blas_threads == 0 else int(cfg.blas_threads)
-        with threadpool_limits(limits=limit):
-            summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
-            result = built.train(on_epoch=on_epoch, checkpoint=out_dir)
+def _finish(prepared: Prepared, result, error: BaseException | None) -> dict:
+    """Write a trained (or failed) run's files and summary; a failure to write is one line and a failed record."""
+    summary, out_dir, multirun, built = prepared.summary, prepared.out_dir, prepared.multirun, prepared.built
+    prepared.progress.close()
+    if result is not None:
         summary["status"], summary["message"] = result.status, result.message
         summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s
         summary["resumed_from_epoch"] = result.resumed_from_epoch
+        summary["stack_size"] = getattr(result, "stack_size", 1)
         summary["collapsed_to_chance"] = result.collapsed_to_chance
         if result.collapse_message:
             summary["message"] = summary["message"] or result.collapse_message
-    except Exception as err:  # a failed run is a result too; the sweep goes on
-        summary["message"] = f"{type(err).__name__}: {err}"
-        log.error("run failed: %s\n%s", summary["message"], traceback.format_exc())
+    else:
+        summary["message"] = f"{type(error).__name__}: {error}"
+        log.error("run failed: %s\n%s", summary["message"],
+                  "".join(traceback.format_exception(type(error), error, error.__traceback__)))
         if not multirun:
             print(f"lossbench: run failed: {summary['message']}", file=sys.stderr)
-    finally:
-        progress.close()
 
     try:
         if result is not None:
             _write_outputs(built, result, out_dir, summary)
-        summary["wall_time_s"] = time.time() - started
+        summary["wall_time_s"] = time.time() - prepared.started
         summary["finished_at"] = time.time()
         write_json(out_dir / "summary.json", summary)  # last: its presence marks the run as finished
     except OSError as err:
@@ -342,12 +448,12 @@ def _train(cfg, built, out_dir: Path, multirun: bool, label: str, overrides: lis
             sys.exit(1)
         return summary
     remove_checkpoint(out_dir)  # the run is finished: its checkpoint would only mislead a re-run
-    tracker.finish(summary)
+    prepared.tracker.finish(summary)
 
     final = summary["final"]
     shown = ", ".join(f"{k}={final[k]:.4f}" for k in ("train_loss", "test_accuracy", "test_r2") if k in final)
     message = f" ({summary['message']})" if summary["message"] else ""
-    log.info("%s: %s%s %s -> %s", summary["status"], label, message, shown, out_dir)
+    log.info("%s: %s%s %s -> %s", summary["status"], prepared.label, message, shown, out_dir)
     if not multirun:
         print(f"lossbench: {summary['status']}{message}: {shown}\n  run directory: {_display_path(out_dir)}")
         if summary["status"] == "failed":

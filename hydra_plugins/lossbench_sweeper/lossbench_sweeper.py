@@ -16,11 +16,12 @@ from hydra.plugins.sweeper import Sweeper
 class LossbenchSweeper(Sweeper):
     """Plans a sweep, launches only the missing runs through Hydra's launcher, and reports."""
 
-    def __init__(self, max_batch_size: Optional[int] = 100, runs_per_job: int = 1,
+    def __init__(self, max_batch_size: Optional[int] = 100, runs_per_job: int = 1, stack_size: int = 16,
                  params: Optional[Dict[str, str]] = None) -> None:
         from lossbench.sweep.engine import Engine
 
-        self.engine = Engine(max_batch_size=max_batch_size, runs_per_job=runs_per_job, params=params)
+        self.engine = Engine(max_batch_size=max_batch_size, runs_per_job=runs_per_job, stack_size=stack_size,
+                             params=params)
         self.hydra_context = None
         self.config = None
         self.launcher = None

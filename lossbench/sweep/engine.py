@@ -53,9 +53,10 @@ def resume_command(sweep_dir: Path) -> str:
 class Engine:
     """The sweeper's work; :class:`hydra_plugins.lossbench_sweeper.LossbenchSweeper` is its Hydra face."""
 
-    def __init__(self, max_batch_size: int | None = 100, runs_per_job: int = 1, params=None):
+    def __init__(self, max_batch_size: int | None = 100, runs_per_job: int = 1, stack_size: int = 16, params=None):
         self.max_batch_size = max_batch_size
         self.runs_per_job = runs_per_job
+        self.stack_size = stack_size
         self.params = params or {}
         self.hydra_context = None
         self.config: DictConfig | None = None
@@ -81,7 +82,10 @@ class Engine:
         for key, value, ok in (("hydra.sweeper.max_batch_size", self.max_batch_size,
                                 self.max_batch_size is None or (isinstance(self.max_batch_size, int) and self.max_batch_size >= 1)),
                                ("hydra.sweeper.runs_per_job", self.runs_per_job,
-                                isinstance(self.runs_per_job, int) and self.runs_per_job >= 1)):
+                                isinstance(self.runs_per_job, int) and self.runs_per_job >= 1),
+                               ("hydra.sweeper.stack_size", self.stack_size,
+                                isinstance(self.stack_size, int) and not isinstance(self.stack_size, bool)
+                                and self.stack_size >= 1)):
             if not ok:
                 print(f"lossbench: error: {key}={value!r} is not allowed; allowed: an integer >= 1"
                       + (" or null" if "batch" in key else ""), file=sys.stderr)
@@ -318,6 +322,26 @@ class Engine:
         return {id(job): ",".join(line for line in job.overrides if line.partition("=")[0] in varying) or job.label
                 for job in jobs}
 
+    def _packs(self, to_run: list[Job]) -> list[list[Job]]:
+        """The launcher jobs: runs that can share a stacked pass together (at most ``stack_size``),
+        then consecutive packs merged up to ``runs_per_job`` runs a launcher job."""
+        if self.stack_size <= 1:
+            return chunks(to_run, self.runs_per_job)
+        from lossbench.stack import packs as stack_packs
+
+        launcher = self.config.hydra.get("launcher") or {}
+        workers = launcher.get("n_jobs") if isinstance(launcher.get("n_jobs"), int) and launcher.get("n_jobs") > 0 \
+            else (os.cpu_count() or 1)
+        stacks = [[to_run[i] for i in pack]
+                  for pack in stack_packs([list(job.overrides) for job in to_run], self.stack_size, workers)]
+        merged: list[list[Job]] = []
+        for pack in stacks:
+            if merged and len(merged[-1]) + len(pack) <= self.runs_per_job:
+                merged[-1].extend(pack)
+            else:
+                merged.append(list(pack))
+        return merged
+
     def _launch(self, to_run: list[Job], elsewhere: list[Job], jobs: list[Job], sweep_dir: Path, quiet: bool) -> dict:
         """Launch the batches; returns {"interrupted": bool, "errors": [(exception, lost jobs)], "watcher": ...}."""
         from lossbench.sweep.claim import held_elsewhere
@@ -330,8 +354,9 @@ class Engine:
             return outcome
         watcher = Watcher(watched, self._labels(jobs), enabled=not quiet).start()
         outcome["watcher"] = watcher
-        packs = chunks(to_run, self.runs_per_job)
+        packs = self._packs(to_run)
         self.task.packs = {tuple(p[0].overrides): [(j.index, j.overrides) for j in p[1:]] for p in packs}
+        self.task.stacked = self.stack_size > 1
         try:
             for batch in chunks(packs, self.max_batch_size):
                 try:

@@ -72,6 +72,7 @@ class SweepTask:
         self.hydra_context = hydra_context
         self.master_config = master_config
         self.packs: dict[tuple[str, ...], list[tuple[int, tuple[str, ...]]]] = {}
+        self.stacked = False  # train a launcher job's runs in one stacked pass (hydra.sweeper.stack_size > 1)
         self.sweeper_pid = os.getpid()
         self.sweeper_start = (_proc_stat(self.sweeper_pid) or (None, None))[1]
         self.sweeper_host = socket.gethostname()
@@ -92,6 +93,8 @@ class SweepTask:
 
         self._start_watchdog()
         key = tuple(HydraConfig.get().overrides.task)
+        if self.stacked and self.packs.get(key):
+            return self._stacked(cfg, self.packs[key])
         error, value = None, None
         try:
             value = self.task_function(cfg)
@@ -113,6 +116,39 @@ class SweepTask:
         if error is not None:
             raise error
         return value
+
+    def _stacked(self, cfg, packed: list[tuple[int, tuple[str, ...]]]):
+        """Prepare every run of the launcher job in its own Hydra job (folder, log, claim), train the
+        prepared ones in one stacked pass (:func:`lossbench.run.run_pack`), then finish each."""
+        from hydra.core.utils import run_job
+        from omegaconf import open_dict
+
+        from lossbench.run import Prepared, prepare, run_pack
+        from lossbench.sweep.objective import objective_value
+
+        first = prepare(cfg)
+        prepared = [first] if isinstance(first, Prepared) else []
+        error = None
+        for index, overrides in packed:
+            config = self.hydra_context.config_loader.load_sweep_config(
+                master_config=self.master_config, sweep_overrides=list(overrides))
+            with open_dict(config):
+                config.hydra.job.id = f"packed_{index}"
+                config.hydra.job.num = index
+            result = run_job(hydra_context=self.hydra_context, task_function=prepare, config=config,
+                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            try:
+                value = result.return_value  # re-raises the exception of a run that could not be prepared
+            except Exception as err:
+                error = error or err
+                continue
+            if isinstance(value, Prepared):
+                prepared.append(value)
+        summaries = run_pack(prepared) if prepared else []
+        if error is not None:
+            raise error
+        summary = summaries[0] if isinstance(first, Prepared) else first
+        return objective_value(summary, cfg.sweep.get("objective", "auto"))
 
 
 def descendants(pid: int | None = None) -> list[int]:
