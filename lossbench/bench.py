@@ -568,13 +568,13 @@ from lossbench import build
 
 train = build.Built.train
 
-def timed_train(self, on_epoch=None):
+def timed_train(self, on_epoch=None, **options):
     def hook(record):
         if record["epoch"] == 0:  # the initial evaluation is done; the first step comes next
             print(f"LOSSBENCH_FIRST_STEP {time.time():.6f}", file=sys.stderr, flush=True)
         if on_epoch is not None:
             on_epoch(record)
-    return train(self, on_epoch=hook)
+    return train(self, on_epoch=hook, **options)
 
 build.Built.train = timed_train
 sys.argv = ["lossbench", *sys.argv[1:]]

@@ -99,6 +99,20 @@ def _training_run(sweep_dir: Path, fragment: str, timeout: float = 90) -> int:
     raise AssertionError(f"no run matching {fragment} started")
 
 
+def _wait_finished(sweep_dir: Path, fragment: str, count: int, timeout: float = 90) -> None:
+    """Wait until ``count`` runs whose folder names end with ``fragment`` have their summary.json.
+
+    The short runs of KILL_SWEEP share a stacked pass (one launcher job): waiting for them makes
+    "the runs that finished before the kill" the same whether or not the sweep stacks.
+    """
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(list(sweep_dir.glob(f"*{fragment}/summary.json"))) >= count:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"fewer than {count} runs matching {fragment} finished")
+
+
 def _claims_released(sweep_dir: Path, timeout: float = 15) -> bool:
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -117,6 +131,7 @@ def test_a_killed_worker_costs_only_its_runs_and_a_resume_launches_only_those(tm
     sweep_dir = tmp_path / "sweep"
     args = ["-m", *KILL_SWEEP, *_launcher_args(launcher), f"hydra.sweep.dir={sweep_dir}"]
     proc = _start(args, tmp_path)
+    _wait_finished(sweep_dir, "trainer.epochs=1", 2)
     victim = _training_run(sweep_dir, "trainer.epochs=12")
     assert victim != proc.pid
     os.kill(victim, signal.SIGKILL)
@@ -147,6 +162,7 @@ def test_a_killed_worker_costs_only_its_runs_and_a_resume_launches_only_those(tm
 def test_ctrl_c_writes_the_report_of_finished_runs_and_exits_130(tmp_path, launcher):
     sweep_dir = tmp_path / "sweep"
     proc = _start(["-m", *KILL_SWEEP, *_launcher_args(launcher), f"hydra.sweep.dir={sweep_dir}"], tmp_path)
+    _wait_finished(sweep_dir, "trainer.epochs=1", 2)
     _training_run(sweep_dir, "trainer.epochs=12")
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
