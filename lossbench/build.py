@@ -129,6 +129,8 @@ def _check_top_level(cfg: DictConfig) -> None:
         ("sweep.skip_invalid", cfg.sweep.skip_invalid, isinstance(cfg.sweep.skip_invalid, bool), "true | false"),
         ("report.target_fraction", cfg.report.target_fraction,
          _is_number(cfg.report.target_fraction) and 0 < cfg.report.target_fraction <= 1, "0 < value <= 1"),
+        ("report.early_stopping", cfg.report.get("early_stopping", False),
+         isinstance(cfg.report.get("early_stopping", False), bool), "true | false"),
     ]
     for key, value, ok, allowed in checks:
         if not ok:
