@@ -357,8 +357,9 @@ class Built:
         for split in ("test", "val", "train"):
             X = getattr(self.data, f"X_{split}")
             if X is not None:
-                outputs, _ = self.model.forward(X)
-                probabilities = link_probabilities(self.loss, outputs)
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+                    outputs, _ = self.model.forward(X)  # huge finite weights overflow, as in training
+                    probabilities = link_probabilities(self.loss, outputs)
                 if probabilities is None:
                     return False
                 table = calibration_table(probabilities, getattr(self.data, f"y_{split}"),
@@ -378,6 +379,23 @@ def _choices() -> dict:
         return {}
 
 
+def _check_choices(choices: dict) -> None:
+    """Every option picked in a config group exists: ``optional`` and ``+group=`` let a misspelled
+    one (``experiment=l2_vs_c``) through silently, and the default run would train instead."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    if not GlobalHydra.instance().is_initialized():  # a config composed by hand, outside Hydra
+        return
+    loader = GlobalHydra.instance().config_loader()
+    for group, choice in choices.items():
+        if choice is None or group.startswith("hydra/") or "/" in group or not isinstance(choice, str):
+            continue
+        options = loader.get_group_options(group)
+        if options and choice not in options:
+            shown = ", ".join(options[:12]) + (f", … and {len(options) - 12} more" if len(options) > 12 else "")
+            raise ConfigError(f"{group}={choice} does not exist; available: {shown}")
+
+
 def build(cfg: DictConfig, choices: dict | None = None, data_cache: dict | None = None) -> Built:
     """Validate ``cfg`` and build the run it describes; raise :class:`ConfigError` on bad input.
 
@@ -393,6 +411,7 @@ def build(cfg: DictConfig, choices: dict | None = None, data_cache: dict | None 
     resolved(cfg)
     _check_top_level(cfg)
     choices = _choices() if choices is None else choices
+    _check_choices(choices)
     source = _instantiate("dataset", cfg.dataset, choices.get("dataset"))
     model = _instantiate("model", cfg.model, choices.get("model"))
     loss = _instantiate("loss", cfg.loss, choices.get("loss"))

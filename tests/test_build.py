@@ -107,3 +107,13 @@ def test_config_hash_follows_the_content_of_a_csv_file(compose_cfg, tmp_path):
     assert before == config_hash(compose_cfg(*overrides)[0])
     path.write_text("a,label\n1.0,1\n2.0,0\n")  # same name, new data: the old runs must not be reused
     assert config_hash(compose_cfg(*overrides)[0]) != before
+
+
+def test_a_misspelled_option_that_hydra_lets_through_is_refused(compose_cfg):
+    """``optional experiment`` composes ``experiment=l2_vs_c`` into the default run without a word."""
+    from lossbench.build import ConfigError, build
+
+    cfg, choices = compose_cfg("experiment=l2_vs_c")
+    assert choices["experiment"] == "l2_vs_c"
+    with pytest.raises(ConfigError, match=r"experiment=l2_vs_c does not exist; available: l2_vs_ce, "):
+        build(cfg, choices=choices)

@@ -240,3 +240,58 @@ def _target_sentence(part: pd.DataFrame, name: dict, layout: Layout) -> str:
     return (f" Epochs to the target ({_metric_label(metric, unit=False)} "
             f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(threshold.iloc[0])}; median, runs "
             "that never reached it counted as beyond the last epoch): " + ", ".join(entries) + ".")
+
+
+def early_items(early: pd.DataFrame, final: pd.DataFrame, layout: Layout,
+                missing: list[str] = ()) -> list[tuple[str, str]]:
+    """``(where, sentence)`` per comparison: the early-stopped view against the final one.
+
+    ``early``: ``views.early_stats`` (each run at its best validation epoch); ``final``: the
+    answer's table. ``"Read at each run's best validation epoch: best loss=l1 0.950 (95% CI ...,
+    5 seeds); loss=ce 0.940 (difference ..., Holm p ...). At the last epoch: best loss=ce 0.930."``
+    ``missing``: blocks without a validation split, named once.
+    """
+    items = []
+    if len(missing):
+        where = ", ".join(m for m in missing if m)
+        items.append(("", f"No validation split{' for ' + where if where else ''}: no early-stopped "
+                          "view (the best epoch is chosen on validation, never on test)."))
+    if early.empty:
+        return items
+    shown_keys = [key for key in layout.view_keys if key not in layout.within]
+    for values, part in iter_groups(early, layout.within):
+        where = group_label(dict(zip(layout.within, values)), layout.within) if layout.within else ""
+        best = part[part["best"].astype(bool)]
+        if best.empty:
+            items.append((where, "Read at each run's best validation epoch: no completed run."))
+            continue
+        top = best.iloc[0]
+        digits = _distinct_digits(part["mean"].to_numpy(float))
+        metric = _metric_label(top["metric"].removeprefix("early_"), unit=False)
+        ci = (f"95% CI {_fmt(top['ci_low'], digits)} to {_fmt(top['ci_high'], digits)}, "
+              if np.isfinite(top["ci_low"]) else "")
+        text = (f"Read at each run's best validation epoch ({metric}): "
+                + (f"best {_group_label(top, shown_keys)} " if len(part) > 1 else "")
+                + f"{_fmt(top['mean'], digits)} ({ci}{_seeds(int(top['n']))})")
+        others = part.drop(index=best.index[0])
+        others = others[np.isfinite(others["mean"].astype(float))].sort_values("rank", kind="stable")
+        for _, row in others.iterrows():
+            detail = (difference_text(row, digits) if row["verdict"] in ("worse", "not distinguishable")
+                      else "identical at every seed" if row["verdict"] == "tied" else "not compared")
+            text += f"; {_group_label(row, shown_keys)} {_fmt(row['mean'], digits)} ({detail})"
+        text += "."
+        final_part = final
+        for key, value in zip(layout.within, values):
+            final_part = final_part[[_equal(v, value) for v in final_part[key]]]
+        final_best = final_part[final_part["best"].astype(bool)] if len(final_part) else final_part
+        if len(final_best):
+            row = final_best.iloc[0]
+            same = row["group"] == top["group"]
+            text += (f" At the last epoch: {'best ' if len(part) > 1 else ''}"
+                     + (f"{_group_label(row, shown_keys)} " if len(part) > 1 else "")
+                     + f"{_fmt(row['mean'], digits)}"
+                     + ("" if len(part) < 2 else " (the same best group)." if same
+                        else " (a different best group: stopping early changes the ranking).")
+                     + ("." if len(part) < 2 else ""))
+        items.append((where, text))
+    return items

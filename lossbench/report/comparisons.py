@@ -39,7 +39,7 @@ BAND_STATS_METHOD = "logit-t"
 
 def metric_range(metric: str) -> tuple[float, float]:
     """The values ``metric`` (any ``final_``/split prefix) can take: (low, high), ±inf when open."""
-    base = metric.removeprefix("final_").removeprefix("best_")
+    base = metric.removeprefix("final_").removeprefix("best_").removeprefix("early_")
     for split in ("train_", "val_", "test_"):
         base = base.removeprefix(split)
     return METRIC_RANGE.get(base, (-math.inf, math.inf))

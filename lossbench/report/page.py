@@ -41,7 +41,7 @@ import matplotlib
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from lossbench.report.answers import _answer_items, _question
+from lossbench.report.answers import _answer_items, _question, early_items
 from lossbench.report.common import LR_KEY
 from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
 from lossbench.report.exports import SchemaError, write_tables
@@ -53,7 +53,7 @@ from lossbench.report.sections import (
     all_metrics_table, configuration_section, files_section, lr_table, paper_table, runs_section,
     stats_frames, stats_table)
 from lossbench.report.tables import ReportInputError, Runs, load_runs
-from lossbench.report.views import TunedView, shared_stats, tuned_stats, tuned_view
+from lossbench.report.views import TunedView, early_stats, no_early_view, shared_stats, tuned_stats, tuned_view
 
 # autoescape: every value the template prints is text; sections arrive as HTML built with html.escape
 _TEMPLATES = Environment(loader=PackageLoader("lossbench.report", "templates"),
@@ -87,8 +87,22 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
         answer_stats = shared_stats(runs, compare_within=panel)
         tables = [answer_stats.assign(view="shared", compared_within=", ".join(layout.within))]
     frames = stats_frames(answer_stats, runs, layout.view_results, layout.view_keys, layout.within)
-    written = write_tables(runs, out_dir, report_dir, pd.concat(tables, ignore_index=True),
-                           paper_table(frames))
+    main_table = paper_table(frames)
+    early = None
+    if runs.early_stopping:
+        early = early_stats(runs, tuned, compare_within=panel)
+        early_frames = stats_frames(early, runs, layout.view_results, layout.view_keys, layout.within,
+                                    early=True)
+        if len(early):
+            tables.append(early.assign(view="early" if tuned is None else "tuned, early",
+                                       compared_within=", ".join(layout.within)))
+        early_table = paper_table(early_frames)
+        if len(early_table) and len(main_table):
+            main_table = pd.concat([main_table.assign(view="final epoch"),
+                                    early_table.assign(view="best validation epoch")], ignore_index=True)
+            main_table = main_table[["view", *[c for c in main_table.columns if c != "view"]]]
+        early = (early, early_frames, no_early_view(runs))
+    written = write_tables(runs, out_dir, report_dir, pd.concat(tables, ignore_index=True), main_table)
     pairs = _pairs(answer_stats, layout)
     if pairs is not None:
         write_csv(report_dir / "pairs.csv", pairs)
@@ -97,7 +111,8 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     with matplotlib.rc_context(RC):
         figures = _all_figures(runs, tuned, layout, report_dir)
     index = report_dir / "index.html"
-    write_text(index, _html(runs, tuned, layout, answer_stats, frames, figures, report_dir, out_dir, written))
+    write_text(index, _html(runs, tuned, layout, answer_stats, frames, figures, report_dir, out_dir, written,
+                            early))
     return index
 
 
@@ -216,9 +231,23 @@ def _methods(runs: Runs, tuned: TunedView | None) -> str:
            "the test split, among the rates at which every seed completed." if tuned is not None else ""))
 
 
+EARLY_TITLE = "Best epoch on the validation split (early-stopped view)"
+
+
+def _early_html(early: tuple, answer_stats: pd.DataFrame, layout: Layout) -> str:
+    """The early-stopped view (``report.early_stopping: true``): its sentences, then its table."""
+    stats, frames, missing = early
+    items = early_items(stats, answer_stats, layout, missing)
+    body = ("<ul class='answer'>" + "".join(
+        f"<li>{f'<b>{html.escape(where)}</b>: ' if where else ''}{html.escape(text)}</li>"
+        for where, text in items) + "</ul>")
+    return (f"<h3>{html.escape(EARLY_TITLE)}</h3>" + body
+            + (stats_table(frames) if frames else ""))
+
+
 def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.DataFrame,
           frames: list, figures: list[FigureFile], report_dir: Path, out_dir: Path,
-          written: list[str]) -> str:
+          written: list[str], early: tuple | None = None) -> str:
     headline, unknown = _headline_names(runs, tuned, figures)
     by_name = {f.name: f for f in figures}
     answer = ("<ul class='answer'>" + "".join(
@@ -238,7 +267,8 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
         ("question", "Question", f"<p class='question'>{html.escape(_question(runs))}</p>"),
         ("answer", "Answer", f"<p class='note'>{html.escape(_view_note(runs, tuned, layout))}</p>{answer}{warn}"
          + "".join(_figure_html(by_name[name]) for name in headline)
-         + f"<h3>{html.escape(table_title)}</h3>" + stats_table(frames)),
+         + f"<h3>{html.escape(table_title)}</h3>" + stats_table(frames)
+         + (_early_html(early, answer_stats, layout) if early is not None else "")),
         ("configuration", "Configuration", configuration_section(runs, runs.group_keys)),
         ("runs", "Runs", runs_section(runs, report_dir)),
     ]

@@ -50,7 +50,8 @@ class Runs:
     ``provenance`` (summary's provenance), ``versions`` (lossbench version that wrote it),
     ``split_sizes`` (summary's ``split_sizes``: samples per split, when recorded),
     ``gradients`` (its ``gradients.csv``) and ``calibration`` (its ``calibration.csv``), where
-    present. The report draws from these tables only.
+    present. ``early_stopping``: ``report.early_stopping`` is true in every run's config (found
+    like ``question``): the report adds the best-validation-epoch view. The report draws from these tables only.
     """
 
     results: pd.DataFrame
@@ -79,6 +80,7 @@ class Runs:
     split_sizes: dict[str, dict] = field(default_factory=dict)
     gradients: dict[str, pd.DataFrame] = field(default_factory=dict)
     calibration: dict[str, pd.DataFrame] = field(default_factory=dict)
+    early_stopping: bool = False
 
     @property
     def key_values(self) -> dict[str, list]:

@@ -34,11 +34,15 @@ def _value_text(row, digits: int = 3) -> str:
 
 
 def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, keys: list[str],
-                 table_keys: list[str]) -> list[tuple[str, str, pd.DataFrame]]:
-    """The main table of one view: ``(title, note, table)`` per value of ``table_keys``."""
+                 table_keys: list[str], early: bool = False) -> list[tuple[str, str, pd.DataFrame]]:
+    """The main table of one view: ``(title, note, table)`` per value of ``table_keys``.
+
+    ``early``: ``stats`` is on ``early_<metric>`` (each run at its best validation epoch): the
+    target columns give way to the median best validation epoch.
+    """
     out = []
     for block_values, block in iter_groups(stats, table_keys):
-        metric = block["metric"].iloc[0]
+        metric = block["metric"].iloc[0].removeprefix("early_")
         direction = "higher is better" if higher_is_better(metric) else "lower is better"
         rows = []
         for _, row in block.iterrows():
@@ -64,6 +68,12 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
                                                and np.isfinite(seconds.median) else "–"),
                 "not completed": row["messages"] or "",
             })
+            if early:
+                for column in ("epochs to target (median)", "seconds to target (median)"):
+                    del rows[-1][column]
+                chosen = members.loc[members["status"] == "completed", "early_epoch"].astype(float)
+                chosen = chosen[np.isfinite(chosen)]
+                rows[-1]["best val epoch (median)"] = f"{float(np.median(chosen)):g}" if chosen.size else "–"
         target_value = _rows_matching(view_results, table_keys, block_values)["target_value"].dropna()
         target_text = (f" Target for 'epochs to target': {_metric_label(metric, unit=False)} "
                        f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(target_value.iloc[0])} "
@@ -74,8 +84,17 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
         if not table["not completed"].any():
             table = table.drop(columns="not completed")
         note = f"Final {_metric_label(metric)}, {direction}, over completed seeds.{target_text}"
+        if early:
+            chosen_on = "validation " + metric.split("_", 1)[1].replace("_", " ")
+            note = (f"{_sentence(_metric_label(metric))} of each run at its first epoch with the best "
+                    f"{chosen_on} (an early-stopped read-out, chosen on the validation split, never on "
+                    f"the test split), {direction}, over completed seeds.")
         out.append((_facet_title(block_values, table_keys), note, table))
     return out
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _difference_cell(row) -> str:

@@ -34,6 +34,12 @@ Target epoch
     default 0.95. ``target_epoch`` / ``target_time_s`` are the first evaluation meeting it
     (NaN if never).
 
+Early-stopped view (``early_epoch``, ``early_<split>_<metric>``)
+    Per run, the first evaluation whose *validation* value of the block's primary metric
+    (``val_accuracy`` / ``val_r2``, higher is better) is best, and every split metric of the
+    curve at that evaluation. NaN for a run without a val split or without a curve. The report
+    shows this view when ``report.early_stopping`` is true in every run's config.
+
 Statistics across seeds and the tuned view are in ``lossbench.report.views``.
 """
 
@@ -148,12 +154,14 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     results = _results_table(compared, group_keys, key_columns)
     curves = _curves_table(compared, results, group_keys)
     _add_targets(results, curves, group_keys, block_keys, target_fraction)
+    _add_early(results, curves, block_keys)
     tune_results = _results_table(tune, group_keys, key_columns) if tune else results.iloc[0:0].copy()
     # the latest launch's multirun.yaml first: question and headline are not part of the config
     # hash, so runs reused by a resumed sweep still hold the text of the launch that made them
     configs = [c for c in map(folders.read_multirun, sweep_dirs) if c is not None] or [r["config"] for r in records]
     question = _shared_setting(configs, ("question",))
     headline = _shared_setting(configs, ("report", "headline"))
+    early_stopping = _shared_setting(configs, ("report", "early_stopping"))
     common = set.intersection(*(set(record["raw_overrides"]) for record in records))
     by_id = {record["run_id"]: record for record in [*compared, *tune]}
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
@@ -161,6 +169,7 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
                 duplicates=duplicates, question=question if isinstance(question, str) else None,
                 skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline),
                 missing_jobs=missing_jobs, damaged=damaged, problems=problems,
+                early_stopping=early_stopping is True,
                 tune_results=tune_results, tuned=tuned_table, tuned_keys=tuned_keys, plan=plan,
                 configs={run_id: r["config"] for run_id, r in by_id.items()},
                 choices={run_id: r["choices"] for run_id, r in by_id.items()},
@@ -367,7 +376,7 @@ def _varying_keys(records: list[dict]) -> list[str]:
         if len(values) > 1:
             varying.append(key)
     reserved = set(RUN_COLUMNS) | {REPLICATE_KEY}
-    clash = [key for key in varying if key in reserved or key.startswith(("final_", "best_"))]
+    clash = [key for key in varying if key in reserved or key.startswith(("final_", "best_", "early_"))]
     if clash:
         raise ReportInputError(f"swept key {clash[0]!r} clashes with a results column; rename the config key")
     return varying
@@ -453,4 +462,35 @@ def _add_targets(results: pd.DataFrame, curves: pd.DataFrame, group_keys: list[s
                     results.loc[index, "target_time_s"] = curve["time_s"].iloc[hit]
 
 
-# 
+#
+
+
+SPLIT_METRIC = re.compile(r"^(train|val|test)_")
+
+
+def _add_early(results: pd.DataFrame, curves: pd.DataFrame, block_keys: list[str]) -> None:
+    """Fill ``early_epoch`` and ``early_<split>_<metric>`` (see the module docstring)."""
+    metrics = [c for c in curves.columns if SPLIT_METRIC.match(str(c))]
+    results["early_epoch"] = np.nan
+    for name in metrics:
+        results[f"early_{name}"] = np.nan
+    curve_of = {run_id: rows for run_id, rows in curves.groupby("run_id", sort=False)}
+    for _, block in iter_groups(results, block_keys):
+        primary = block["primary_metric"].dropna()
+        if primary.empty:
+            continue
+        selected_on = "val_" + primary.iloc[0].split("_", 1)[1]
+        higher = higher_is_better(selected_on)
+        for index, run_id in block["run_id"].items():
+            curve = curve_of.get(run_id)
+            if curve is None or selected_on not in curve.columns:
+                continue
+            values = curve[selected_on].to_numpy(dtype=float)
+            if not np.isfinite(values).any():
+                continue
+            # first best evaluation (argmax/argmin return the first of equal values)
+            at = int(np.nanargmax(values) if higher else np.nanargmin(values))
+            results.loc[index, "early_epoch"] = float(curve["epoch"].iloc[at])
+            for name in metrics:
+                if name in curve.columns:
+                    results.loc[index, f"early_{name}"] = _to_float(curve[name].iloc[at])

@@ -133,14 +133,49 @@ def tuned_stats(runs: Runs, tuned: TunedView, confidence: float = 0.95,
                               confidence)
 
 
-def _stats_per_primary(results, group_keys, block_keys, primary_keys, confidence) -> pd.DataFrame:
+def early_stats(runs: Runs, tuned: TunedView | None, confidence: float = 0.95,
+                compare_within: Iterable[str] = ()) -> pd.DataFrame:
+    """``group_stats`` on ``early_<primary>``: each run read at its best validation epoch.
+
+    The same groups, blocks and tests as the answer's table (``tuned_stats`` when there is a
+    tuned view, else ``shared_stats``); only the column differs. Blocks whose runs have no
+    validation split (no finite ``early_epoch``) are left out: see ``no_early_view``.
+    """
+    if tuned is not None:
+        results, keys = tuned.results, tuned.group_keys
+        block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
+    else:
+        results, keys = runs.results, runs.group_keys
+        block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
+        block_keys += [key for key in compare_within if key not in block_keys]
+    if "early_epoch" not in results:
+        return pd.DataFrame()
+    with_val = pd.Series(np.zeros(len(results), dtype=bool), index=results.index)
+    for _, part in iter_groups(results, runs.block_keys):
+        with_val[part.index] = bool(np.isfinite(part["early_epoch"].astype(float)).any())
+    return _stats_per_primary(results[with_val], keys, block_keys, runs.block_keys, confidence,
+                              prefix="early_")
+
+
+def no_early_view(runs: Runs) -> list[str]:
+    """The blocks (labels; "" for all runs) whose runs have no validation split to choose on."""
+    labels = []
+    for values, part in iter_groups(runs.results, runs.block_keys):
+        epochs = part["early_epoch"].astype(float) if "early_epoch" in part else pd.Series(dtype=float)
+        if part["primary_metric"].notna().any() and not np.isfinite(epochs).any():
+            labels.append(group_label(dict(zip(runs.block_keys, values)), runs.block_keys))
+    return labels
+
+
+def _stats_per_primary(results, group_keys, block_keys, primary_keys, confidence,
+                       prefix: str = "final_") -> pd.DataFrame:
     """group_stats over each set of runs sharing a primary metric, concatenated."""
     tables = []
     for _, part in iter_groups(results, primary_keys):
         primary = part["primary_metric"].dropna()
         if primary.empty:
             continue  # every run failed before its first evaluation: listed in the overview only
-        metric = "final_" + primary.iloc[0]
+        metric = prefix + primary.iloc[0]
         tables.append(group_stats(part, metric, group_keys, block_keys, confidence))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
