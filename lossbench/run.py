@@ -102,12 +102,10 @@ class _Progress:
             mode = "bar" if sys.stderr.isatty() and not multirun else "log"
         self.mode, self.epochs = mode, epochs
         self.bar = None
-        self.logger = log
-        if mode == "log" and multirun:
-            self.logger = logging.getLogger("lossbench.epochs")
-            self.logger.propagate = False
-            self.logger.setLevel(logging.INFO)
-            self.logger.handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+        # inside a sweep, this run's own log files, taken now: the runs of a stacked pack train
+        # together, after the last of them set up the job logging
+        self.files = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)] \
+            if mode == "log" and multirun else None
         if mode == "bar":
             from tqdm import tqdm
 
@@ -121,8 +119,13 @@ class _Progress:
             if epoch > 0:
                 self.bar.update(1)
             self.bar.set_postfix_str(f"train_loss={loss:.4g}{extra.replace('_accuracy', '_acc')}")
+        elif self.files is not None:
+            line = log.makeRecord(log.name, logging.INFO, __file__, 0, "epoch %d/%d train_loss=%.6g%s",
+                                  (epoch, self.epochs, loss, extra), None)
+            for handler in self.files:
+                handler.handle(line)
         elif self.mode == "log":
-            self.logger.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
+            log.info("epoch %d/%d train_loss=%.6g%s", epoch, self.epochs, loss, extra)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -243,8 +246,8 @@ def run_pack(runs: list[Prepared]) -> list[dict]:
 
     Every run keeps its own folder, files, claim, checkpoint and tracker, and its numbers equal the
     run trained alone (every column of metrics.csv but ``time_s``, and params.npz); runs that do
-    not stack train one after another inside the same call. An exception stops the whole pack:
-    each run is then recorded as failed with it, and resumes from its own checkpoint next time.
+    not stack train one after another inside the same call. When the stacked pass raises, each run
+    trains alone from its own checkpoint, so one run's error is its own failure only.
     """
     from lossbench.stack import train_stack
 
@@ -257,13 +260,31 @@ def run_pack(runs: list[Prepared]) -> list[dict]:
                                   on_epochs=[prepared.on_epoch for prepared in runs],
                                   checkpoints=[prepared.out_dir for prepared in runs],
                                   config_hashes=[prepared.summary["config_hash"] for prepared in runs])
-    except Exception as err:  # a failed pass is a result for each of its runs; the sweep goes on
-        results, error = [None] * len(runs), err
+    except Exception as err:  # one run's error must not fail the others: each trains alone instead,
+        log.warning("the stacked pass failed (%s: %s); its runs train one at a time, each from its own "
+                    "checkpoint", type(err).__name__, err)
+        results = None
     except BaseException:
         for prepared in runs:
             prepared.release()
         raise
-    return [prepared.finish(result, error) for prepared, result in zip(runs, results)]
+    summaries, first_error = [], None
+    for index, prepared in enumerate(runs):
+        try:
+            result, error = (results[index], None) if results is not None else prepared.train()
+            summaries.append(prepared.finish(result, error))
+        except Exception as err:  # finishing one run (a write that fails) must not leave the others unfinished
+            prepared.release()
+            log.error("finishing %s failed: %s: %s", prepared.label, type(err).__name__, err)
+            summaries.append(None)
+            first_error = first_error or err
+        except BaseException:
+            for later in runs[index:]:
+                later.release()
+            raise
+    if first_error is not None:
+        raise first_error
+    return summaries
 
 
 def prepare(cfg: DictConfig):
@@ -418,7 +439,7 @@ def _finish(prepared: Prepared, result, error: BaseException | None) -> dict:
         summary["status"], summary["message"] = result.status, result.message
         summary["stop_epoch"], summary["train_time_s"] = result.stop_epoch, result.train_time_s
         summary["resumed_from_epoch"] = result.resumed_from_epoch
-        summary["stack_size"] = getattr(result, "stack_size", 1)
+        summary["stack_size"] = result.stack_size
         summary["collapsed_to_chance"] = result.collapsed_to_chance
         if result.collapse_message:
             summary["message"] = summary["message"] or result.collapse_message
@@ -447,7 +468,10 @@ def _finish(prepared: Prepared, result, error: BaseException | None) -> dict:
             print(f"lossbench: error: {message}", file=sys.stderr)
             sys.exit(1)
         return summary
-    remove_checkpoint(out_dir)  # the run is finished: its checkpoint would only mislead a re-run
+    try:
+        remove_checkpoint(out_dir)  # the run is finished: its checkpoint would only mislead a re-run
+    except OSError as err:  # the run's result stands; a checkpoint left over is only ignored or replaced
+        log.warning("could not remove the checkpoint in %s: %s", _display_path(out_dir), err)
     prepared.tracker.finish(summary)
 
     final = summary["final"]

@@ -54,3 +54,25 @@ def test_a_stacked_sweep_resumes_and_reuses_every_run(tmp_path):
     again = run_cli([*SWEEP, f"hydra.sweep.dir={folder}"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "0 to run, 12 finished earlier" in again.stdout + again.stderr
+
+
+@pytest.mark.slow
+def test_each_run_of_a_pack_logs_its_own_epochs_and_keeps_its_own_troubles(tmp_path):
+    """Epoch lines go to each run's own lossbench.log, and one run's damaged checkpoint (a folder
+    where checkpoint.json should be) is that run's business: it is ignored, the pack completes."""
+    folder = tmp_path / "sweep"
+    args = ["-m", "dataset=breast_cancer", "model=logistic", "loss=bce", "seed=0,1,2,3", "trainer.epochs=4",
+            "progress=log", f"hydra.sweep.dir={folder}"]
+    broken = folder / "dataset=breast_cancer,loss=bce,model=logistic,seed=1,trainer.epochs=4"
+    (broken / "checkpoint.json" / "x").mkdir(parents=True)
+    proc = run_cli(args, cwd=tmp_path)
+    statuses = {}
+    for name, run_dir in _run_files(folder).items():
+        summary = json.loads((run_dir / "summary.json").read_text())
+        statuses[name] = summary["status"]
+        epoch_lines = [line for line in (run_dir / "lossbench.log").read_text().splitlines() if " - epoch " in line]
+        if summary["status"] == "completed":
+            assert len(epoch_lines) == 5, (name, epoch_lines)
+    assert proc.returncode == 0, proc.stderr[-1500:]
+    assert set(statuses.values()) == {"completed"} and len(statuses) == 4, statuses
+    assert "could not remove the checkpoint" in (broken / "lossbench.log").read_text()

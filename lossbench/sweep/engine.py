@@ -80,9 +80,12 @@ class Engine:
     # ---------------------------------------------------------------- entry point
     def sweep(self, arguments: list[str]) -> list[float]:
         for key, value, ok in (("hydra.sweeper.max_batch_size", self.max_batch_size,
-                                self.max_batch_size is None or (isinstance(self.max_batch_size, int) and self.max_batch_size >= 1)),
+                                self.max_batch_size is None or (isinstance(self.max_batch_size, int)
+                                                                and not isinstance(self.max_batch_size, bool)
+                                                                and self.max_batch_size >= 1)),
                                ("hydra.sweeper.runs_per_job", self.runs_per_job,
-                                isinstance(self.runs_per_job, int) and self.runs_per_job >= 1),
+                                isinstance(self.runs_per_job, int) and not isinstance(self.runs_per_job, bool)
+                                and self.runs_per_job >= 1),
                                ("hydra.sweeper.stack_size", self.stack_size,
                                 isinstance(self.stack_size, int) and not isinstance(self.stack_size, bool)
                                 and self.stack_size >= 1)):
@@ -322,6 +325,18 @@ class Engine:
         return {id(job): ",".join(line for line in job.overrides if line.partition("=")[0] in varying) or job.label
                 for job in jobs}
 
+    def _parallel_jobs(self) -> int:
+        """How many launcher jobs run at once: 1 (basic), joblib's n_jobs, submitit's array_parallelism."""
+        launcher = self.config.hydra.get("launcher") or {}
+        target = str(launcher.get("_target_", ""))
+        if "BasicLauncher" in target:
+            return 1
+        for key in ("n_jobs", "array_parallelism"):
+            value = launcher.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return os.cpu_count() or 1
+
     def _packs(self, to_run: list[Job]) -> list[list[Job]]:
         """The launcher jobs: runs that can share a stacked pass together (at most ``stack_size``),
         then consecutive packs merged up to ``runs_per_job`` runs a launcher job."""
@@ -329,9 +344,7 @@ class Engine:
             return chunks(to_run, self.runs_per_job)
         from lossbench.stack import packs as stack_packs
 
-        launcher = self.config.hydra.get("launcher") or {}
-        workers = launcher.get("n_jobs") if isinstance(launcher.get("n_jobs"), int) and launcher.get("n_jobs") > 0 \
-            else (os.cpu_count() or 1)
+        workers = self._parallel_jobs()
         stacks = [[to_run[i] for i in pack]
                   for pack in stack_packs([list(job.overrides) for job in to_run], self.stack_size, workers)]
         merged: list[list[Job]] = []

@@ -3,7 +3,9 @@
 :class:`SweepTask` is the task function the sweeper hands to Hydra's launcher (basic, joblib,
 submitit). It runs lossbench's own task for the job's run, then the other runs packed into the same
 launcher job (``hydra.sweeper.runs_per_job``), each composed and run by Hydra's public
-``run_job`` into its own run folder. In a worker process on the sweeper's host it also watches the
+``run_job`` into its own run folder; with stacking (``hydra.sweeper.stack_size`` > 1) every run of
+the launcher job is first prepared in its own Hydra job (folder, log, claim), then they train in
+one stacked pass and each is finished as if alone. In a worker process on the sweeper's host it also watches the
 sweeper: when the sweeper is gone (SIGKILL, a closed terminal), the worker ends itself instead of
 training on for minutes and racing a re-run (its run claims are released by the kernel).
 """
@@ -120,14 +122,30 @@ class SweepTask:
     def _stacked(self, cfg, packed: list[tuple[int, tuple[str, ...]]]):
         """Prepare every run of the launcher job in its own Hydra job (folder, log, claim), train the
         prepared ones in one stacked pass (:func:`lossbench.run.run_pack`), then finish each."""
-        from hydra.core.utils import run_job
-        from omegaconf import open_dict
-
         from lossbench.run import Prepared, prepare, run_pack
         from lossbench.sweep.objective import objective_value
 
         first = prepare(cfg)
         prepared = [first] if isinstance(first, Prepared) else []
+        try:
+            error = self._prepare_packed(packed, prepared)
+        except BaseException:  # Ctrl-C while preparing: no claim outlives the attempt
+            for run in prepared:
+                run.release()
+            raise
+        summaries = run_pack(prepared) if prepared else []
+        if error is not None:
+            raise error
+        summary = summaries[0] if isinstance(first, Prepared) else first
+        return objective_value(summary, cfg.sweep.get("objective", "auto"))
+
+    def _prepare_packed(self, packed, prepared: list) -> Exception | None:
+        """Prepare each packed run in its own Hydra job, appending to ``prepared``; returns the first error."""
+        from hydra.core.utils import run_job
+        from omegaconf import open_dict
+
+        from lossbench.run import Prepared, prepare
+
         error = None
         for index, overrides in packed:
             config = self.hydra_context.config_loader.load_sweep_config(
@@ -144,11 +162,7 @@ class SweepTask:
                 continue
             if isinstance(value, Prepared):
                 prepared.append(value)
-        summaries = run_pack(prepared) if prepared else []
-        if error is not None:
-            raise error
-        summary = summaries[0] if isinstance(first, Prepared) else first
-        return objective_value(summary, cfg.sweep.get("objective", "auto"))
+        return error
 
 
 def descendants(pid: int | None = None) -> list[int]:
