@@ -11,6 +11,10 @@
 - ``report/<figure>.png`` and ``report/<figure>.svg`` for every figure, ``report/stats.csv`` (the
   per-group statistics shown in the tables, with ``view`` and ``compared_within`` columns),
   ``report/pairs.csv`` (every pair compared) and the main table as ``report/stats.md`` / ``.tex``.
+- with ``report.early_stopping: true``: under the main table, "Best epoch on the validation split
+  (early-stopped view)": one sentence per block and the same statistics on ``early_<primary>``
+  (each run at its first best validation epoch; ``views.early_stats``), also in stats.csv
+  (``view`` "early") and stats.md/.tex (a ``view`` column). Runs without a val split: said once.
 
 Every file is written atomically. Damaged run folders are listed with what is wrong and left out;
 nothing read from a run folder is imported or instantiated (``lossbench.report.folders``).

@@ -10,6 +10,11 @@ Tuned view (``tuned_view``), when ``optimizer.lr`` is swept as a grid (``protoco
     only when no rate completed at every seed (and the view says so). Then the comparison of the
     groups each at its own chosen rate. Under ``protocol=tune`` the tuning stage chose the
     settings (``tuned.csv``) and the confirmation runs are compared directly: no tuned view.
+
+Early-stopped view (``early_stats``, shown with ``report.early_stopping: true``)
+    The answer's groups, blocks and tests (the tuned view's runs when there is one), on
+    ``early_<primary>``: each run read at its first epoch with the best validation value of the
+    primary metric (``tables._add_early``). Blocks without a val split have no early view.
 """
 
 from __future__ import annotations
