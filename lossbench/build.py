@@ -131,6 +131,10 @@ def _check_top_level(cfg: DictConfig) -> None:
          _is_number(cfg.report.target_fraction) and 0 < cfg.report.target_fraction <= 1, "0 < value <= 1"),
         ("report.early_stopping", cfg.report.get("early_stopping", False),
          isinstance(cfg.report.get("early_stopping", False), bool), "true | false"),
+        ("report.also_compare", cfg.report.get("also_compare", []),
+         OmegaConf.is_list(cfg.report.get("also_compare", [])) and all(
+             isinstance(m, str) and re.fullmatch(r"(train|val|test)_\w+", m) for m in cfg.report.get("also_compare", [])),
+         "a list of metric names such as [test_ece, test_log_loss]"),
     ]
     for key, value, ok, allowed in checks:
         if not ok:

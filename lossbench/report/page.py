@@ -51,13 +51,14 @@ from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
 from lossbench.report.exports import SchemaError, write_tables
 from lossbench.report.folders import DamagedRun
 from lossbench.report.gallery import _all_figures
-from lossbench.report.layout import RC, FigureFile, Layout, _layout
+from lossbench.report.layout import RC, FigureFile, Layout, _layout, _metric_label
 from lossbench.report.output import write_csv, write_text
 from lossbench.report.sections import (
     all_metrics_table, configuration_section, files_section, lr_table, paper_table, runs_section,
     stats_frames, stats_table)
 from lossbench.report.tables import ReportInputError, Runs, load_runs
-from lossbench.report.views import TunedView, early_stats, no_early_view, shared_stats, tuned_stats, tuned_view
+from lossbench.report.views import (TunedView, early_stats, metric_stats, no_early_view, shared_stats, tuned_stats,
+                                    tuned_view)
 
 # autoescape: every value the template prints is text; sections arrive as HTML built with html.escape
 _TEMPLATES = Environment(loader=PackageLoader("lossbench.report", "templates"),
@@ -106,6 +107,13 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
                                     early_table.assign(view="best validation epoch")], ignore_index=True)
             main_table = main_table[["view", *[c for c in main_table.columns if c != "view"]]]
         early = (early, early_frames, no_early_view(runs))
+    also = []  # report.also_compare: the same tests on further final metrics (e.g. test_ece)
+    for metric in runs.also_compare:
+        stats = metric_stats(runs, tuned, metric, compare_within=panel)
+        if len(stats):
+            tables.append(stats.assign(view=f"also: {metric}", compared_within=", ".join(layout.within)))
+            also.append((metric, stats_frames(stats, runs, layout.view_results, layout.view_keys, layout.within,
+                                              targets=False)))
     written = write_tables(runs, out_dir, report_dir, pd.concat(tables, ignore_index=True), main_table)
     pairs = _pairs(answer_stats, layout)
     if pairs is not None:
@@ -116,7 +124,7 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
         figures = _all_figures(runs, tuned, layout, report_dir)
     index = report_dir / "index.html"
     write_text(index, _html(runs, tuned, layout, answer_stats, frames, figures, report_dir, out_dir, written,
-                            early))
+                            early, also))
     return index
 
 
@@ -251,7 +259,7 @@ def _early_html(early: tuple, answer_stats: pd.DataFrame, layout: Layout) -> str
 
 def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.DataFrame,
           frames: list, figures: list[FigureFile], report_dir: Path, out_dir: Path,
-          written: list[str], early: tuple | None = None) -> str:
+          written: list[str], early: tuple | None = None, also: list | None = None) -> str:
     headline, unknown = _headline_names(runs, tuned, figures)
     by_name = {f.name: f for f in figures}
     answer = ("<ul class='answer'>" + "".join(
@@ -272,7 +280,9 @@ def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.
         ("answer", "Answer", f"<p class='note'>{html.escape(_view_note(runs, tuned, layout))}</p>{answer}{warn}"
          + "".join(_figure_html(by_name[name]) for name in headline)
          + f"<h3>{html.escape(table_title)}</h3>" + stats_table(frames)
-         + (_early_html(early, answer_stats, layout) if early is not None else "")),
+         + (_early_html(early, answer_stats, layout) if early is not None else "")
+         + "".join(f"<h3>Also compared: {html.escape(_metric_label(metric, unit=False))}</h3>"
+                   + stats_table(metric_frames) for metric, metric_frames in also or [])),
         ("configuration", "Configuration", configuration_section(runs, runs.group_keys)),
         ("runs", "Runs", runs_section(runs, report_dir)),
     ]

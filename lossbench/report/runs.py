@@ -81,6 +81,7 @@ class Runs:
     gradients: dict[str, pd.DataFrame] = field(default_factory=dict)
     calibration: dict[str, pd.DataFrame] = field(default_factory=dict)
     early_stopping: bool = False
+    also_compare: list[str] = field(default_factory=list)  # report.also_compare: more metrics tested
 
     @property
     def key_values(self) -> dict[str, list]:

@@ -34,7 +34,8 @@ def _value_text(row, digits: int = 3) -> str:
 
 
 def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, keys: list[str],
-                 table_keys: list[str], early: bool = False) -> list[tuple[str, str, pd.DataFrame]]:
+                 table_keys: list[str], early: bool = False,
+                 targets: bool = True) -> list[tuple[str, str, pd.DataFrame]]:
     """The main table of one view: ``(title, note, table)`` per value of ``table_keys``.
 
     ``early``: ``stats`` is on ``early_<metric>`` (each run at its best validation epoch): the
@@ -68,9 +69,10 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
                                                and np.isfinite(seconds.median) else "–"),
                 "not completed": row["messages"] or "",
             })
-            if early:
+            if early or not targets:  # the targets belong to the primary metric's final values
                 for column in ("epochs to target (median)", "seconds to target (median)"):
                     del rows[-1][column]
+            if early:
                 chosen = members.loc[members["status"] == "completed", "early_epoch"].astype(float)
                 chosen = chosen[np.isfinite(chosen)]
                 rows[-1]["best val epoch (median)"] = f"{float(np.median(chosen)):g}" if chosen.size else "–"
@@ -79,7 +81,7 @@ def stats_frames(stats: pd.DataFrame, runs: Runs, view_results: pd.DataFrame, ke
                        f"{'≥' if higher_is_better(metric) else '≤'} {_fmt(target_value.iloc[0])} "
                        f"({runs.target_fraction:g} of the best mean final value of any group"
                        f"{' on this dataset' if runs.block_keys else ''})."
-                       if len(target_value) else "")
+                       if len(target_value) and targets else "")
         table = pd.DataFrame(rows)
         if not table["not completed"].any():
             table = table.drop(columns="not completed")

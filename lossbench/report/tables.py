@@ -162,6 +162,7 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
     question = _shared_setting(configs, ("question",))
     headline = _shared_setting(configs, ("report", "headline"))
     early_stopping = _shared_setting(configs, ("report", "early_stopping"))
+    also_compare = _figure_names(_shared_setting(configs, ("report", "also_compare"))) or []
     common = set.intersection(*(set(record["raw_overrides"]) for record in records))
     by_id = {record["run_id"]: record for record in [*compared, *tune]}
     return Runs(results=results, curves=curves, group_keys=group_keys, block_keys=block_keys,
@@ -170,6 +171,7 @@ def load_runs(sweep_dirs: list[Path], target_fraction: float = 0.95) -> Runs:
                 skipped=skipped, common_overrides=sorted(common), headline=_figure_names(headline),
                 missing_jobs=missing_jobs, damaged=damaged, problems=problems,
                 early_stopping=early_stopping is True,
+                also_compare=[m for m in also_compare if f"final_{m}" in results and results[f"final_{m}"].notna().any()],
                 tune_results=tune_results, tuned=tuned_table, tuned_keys=tuned_keys, plan=plan,
                 configs={run_id: r["config"] for run_id, r in by_id.items()},
                 choices={run_id: r["choices"] for run_id, r in by_id.items()},

@@ -162,6 +162,25 @@ def early_stats(runs: Runs, tuned: TunedView | None, confidence: float = 0.95,
                               prefix="early_")
 
 
+def metric_stats(runs: Runs, tuned: TunedView | None, metric: str, confidence: float = 0.95,
+                 compare_within: Iterable[str] = ()) -> pd.DataFrame:
+    """``group_stats`` on ``final_<metric>`` (``report.also_compare``, e.g. ``test_ece``).
+
+    The same groups, blocks and tests as the answer's table, on another final metric.
+    """
+    if tuned is not None:
+        results, keys = tuned.results, tuned.group_keys
+        block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
+    else:
+        results, keys = runs.results, runs.group_keys
+        block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
+        block_keys += [key for key in compare_within if key not in block_keys]
+    column = f"final_{metric}"
+    if column not in results or not results[column].notna().any():
+        return pd.DataFrame()
+    return group_stats(results, column, keys, block_keys, confidence)
+
+
 def no_early_view(runs: Runs) -> list[str]:
     """The blocks (labels; "" for all runs) whose runs have no validation split to choose on."""
     labels = []
