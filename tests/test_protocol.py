@@ -143,3 +143,26 @@ def test_tune_then_confirm_end_to_end_and_resume_across_both_stages(tmp_path):
     after = _attempts(sweep_dir)
     assert {name for name in after if after[name] != before[name]} == {p.parent.name for p in lost}
     assert pd.read_csv(sweep_dir / "tuned.csv").equals(tuned), "the same choices from the same runs"
+
+
+@pytest.mark.slow
+def test_tpe_search_tunes_two_keys_per_arm_and_resumes_with_the_same_settings(tmp_path):
+    """sweep.protocol.search=tpe: Optuna's TPE sampler (ask/tell) over a log range of the rate and
+    the swept momentum values; seeded, so a re-run asks the same settings and launches nothing."""
+    args = ["-m", "protocol=tune", "sweep.protocol.search=tpe", "sweep.protocol.n_trials=3",
+            "sweep.protocol.tuned=[optimizer.lr,optimizer.momentum]", "optimizer=momentum",
+            "optimizer.momentum=0.5,0.9", "dataset=iris", "loss=l2,ce", "sweep.protocol.confirm_seeds=[0,1]",
+            "trainer.epochs=3", "progress=none", f"hydra.sweep.dir={tmp_path / 'tpe'}"]
+    first = run_cli(args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "TPE trial 3 of 3" in first.stdout
+    tuned = pd.read_csv(tmp_path / "tpe" / "tuned.csv")
+    assert list(tuned["loss"]) == ["l2", "ce"] and (tuned["n_settings"] <= 3).all()
+    lr = tuned["optimizer.lr"]
+    assert ((lr >= 0.01 / 100) & (lr <= 0.01 * 100) & (lr != 0.01)).all()  # drawn from 4 decades around the preset 0.01
+    assert set(tuned["optimizer.momentum"]) <= {0.5, 0.9}
+    again = run_cli(args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    plan_lines = [line for line in again.stdout.splitlines() if "jobs:" in line]
+    assert len(plan_lines) == 4 and all(": 0 to run" in line for line in plan_lines), plan_lines
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "tpe" / "tuned.csv"), tuned)

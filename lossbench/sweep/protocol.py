@@ -164,6 +164,76 @@ def _on_edge(arm: Arm, tuned: list[str]) -> bool:
     return False
 
 
+def _tpe_rounds(engine, arms: list[Arm], tuned: list[str], user_grid: dict, tune_seeds: list[int],
+                setting_name: str, protocol: dict) -> bool:
+    """Tune each arm with Optuna's TPE sampler (ask/tell), one setting per arm per round.
+
+    The space of a tuned key is its swept values (categorical) or a log-uniform range of
+    ``decades`` around the arm's preset. A setting where a tuning seed diverged or failed is told
+    as a failed trial; :func:`choose` then applies the grid's rule to every setting tried. Each
+    arm's sampler is seeded (``sampler_seed``), so a resumed sweep asks the same settings and
+    reuses their finished runs. Returns False when tuning runs were lost (Ctrl-C, a dead job).
+    """
+    try:
+        import optuna
+    except ImportError:
+        raise PlanError("sweep.protocol.search=tpe needs Optuna: pip install \"lossbench[optuna]\"") from None
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = protocol.get("n_trials", 20)
+    if not isinstance(n_trials, int) or isinstance(n_trials, bool) or not 1 <= n_trials <= 10_000:
+        raise PlanError(f"sweep.protocol.n_trials={n_trials!r} is not allowed; allowed: an integer in [1, 10000]")
+    half = float(protocol.get("decades", 4)) / 2
+    distributions = optuna.distributions
+    if hasattr(distributions, "FloatDistribution"):  # Optuna 3
+        def log_range(low, high):
+            return distributions.FloatDistribution(low, high, log=True)
+    else:  # Optuna 2, which hydra-optuna-sweeper pins
+        log_range = distributions.LogUniformDistribution
+    studies = {}
+    for arm in arms:
+        # the grid's centre is the preset (log_grid with one point): the range spans `decades` around it
+        space = {key: (distributions.CategoricalDistribution(user_grid[key]) if key in user_grid else
+                       log_range(arm.grid[key][len(arm.grid[key]) // 2] / 10 ** half,
+                                 arm.grid[key][len(arm.grid[key]) // 2] * 10 ** half))
+                 for key in tuned}
+        arm.grid = {key: [] for key in tuned}
+        sampler = optuna.samplers.TPESampler(seed=int(protocol.get("sampler_seed", 0)))
+        studies[arm.label()] = (optuna.create_study(direction="maximize", sampler=sampler), space)
+    for round_no in range(n_trials):
+        asked, specs = [], []
+        for arm in arms:
+            study, space = studies[arm.label()]
+            trial = study.ask(space)
+            setting = tuple(f"{key}={fmt(trial.params[key])}" for key in tuned)
+            asked.append((arm, study, trial, setting))
+            if setting not in arm.jobs:
+                arm.settings.append(setting)
+                arm.jobs[setting] = []
+                for key in tuned:
+                    arm.grid[key].append(_number(fmt(trial.params[key])) or trial.params[key])
+                specs.extend((arm.lines + setting + (f"seed={seed}",), "tune") for seed in tune_seeds)
+        jobs = engine.round(specs, title=f"tune, TPE trial {round_no + 1} of {n_trials}", skip_invalid=True)
+        index = {job.overrides[:-1]: job for job in jobs}
+        for arm, _, _, setting in asked:
+            for seed in tune_seeds:
+                job = index.get(arm.lines + setting + (f"seed={seed}",))
+                if job is not None and job not in arm.jobs[setting]:
+                    arm.jobs[setting].append(job)
+        if engine.stopped():
+            return False
+        task = next((job.task for job in jobs if job.task), None)
+        for arm, study, trial, setting in asked:
+            safe, mean, _ = _score(engine, arm.jobs[setting], setting_name)
+            sign = 1.0 if higher_is_better(objective_name(setting_name, task)) else -1.0
+            if safe and not math.isnan(mean):
+                study.tell(trial, sign * mean)
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    for arm in arms:
+        choose(engine, arm, setting_name, next((j.task for js in arm.jobs.values() for j in js if j.task), None))
+    return True
+
+
 def _flatten(node, prefix="") -> dict:
     if isinstance(node, dict):
         out = {}
@@ -297,8 +367,14 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
             "max_extensions": int(protocol.get("max_extensions", 2)), "arms": []}
     write_json(engine.sweep_dir / "sweep.json", plan)
 
-    # stage 1: tune (rounds: the grid, then up to max_extensions extensions of edge winners)
-    pending, round_no = list(valid_arms), 0
+    # stage 1: tune (rounds: the grid, then up to max_extensions extensions of edge winners; or TPE trials)
+    search = str(protocol.get("search", "grid"))
+    if search not in ("grid", "tpe"):
+        raise PlanError(f"sweep.protocol.search={search!r} is not allowed; allowed: grid | tpe")
+    if search == "tpe":
+        if not _tpe_rounds(engine, valid_arms, tuned, user_grid, tune_seeds, setting_name, protocol):
+            return  # lost or interrupted tuning runs: resume re-runs only those and asks the same settings
+    pending, round_no = ([] if search == "tpe" else list(valid_arms)), 0
     while pending:
         specs = []
         for arm in pending:
@@ -330,7 +406,7 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
 
     rows = []
     for arm in valid_arms:
-        arm.still_on_edge = _on_edge(arm, tuned)
+        arm.still_on_edge = search == "grid" and _on_edge(arm, tuned)
         row = {key: _number(v) if _number(v) is not None else v
                for key, v in (line.partition("=")[::2] for line in arm.lines) if key in arm_keys}
         chosen = dict(line.partition("=")[::2] for line in arm.choice) if arm.choice else {}
