@@ -29,7 +29,8 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temporary file in the same folder, fsync, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -47,7 +48,7 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (temporary file in the same folder, then rename)."""
-    _atomic_write_bytes(path, text.encode("utf-8"))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _json_safe(value):
@@ -79,7 +80,7 @@ def write_params(path: Path, params: dict[str, np.ndarray]) -> None:
     """Write the parameters as ``params.npz`` (``numpy.load(path)["W1"]``), atomically."""
     buffer = io.BytesIO()
     np.savez(buffer, **params)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def read_json(path: Path) -> dict | None:

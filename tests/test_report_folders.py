@@ -4,11 +4,9 @@ run, CSV cells cannot become formulas, labels are plain text, every file is writ
 Each kind of damage is built by hand in tmp_path next to intact runs (tests/fixtures/sweeps.py).
 """
 
-import hashlib
 import importlib.util
 import json
 import os
-import re
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +15,7 @@ import pandas as pd
 import pytest
 
 from lossbench import report
-from lossbench.report import figures, layout, output, tables
+from lossbench.report import figures, layout, tables
 from lossbench.report.tables import load_runs
 
 _spec = importlib.util.spec_from_file_location("sweeps", Path(__file__).parent / "fixtures" / "sweeps.py")

@@ -304,9 +304,6 @@ def test_the_key_separates_what_cannot_share_a_pass(base_cfg):
 
 
 def _all_builtin_components():
-    from hydra.utils import instantiate
-
-    from conftest import CONF
     components = []
     for group in ("loss", "optimizer", "model"):
         for name in conf_names(group):

@@ -13,24 +13,13 @@ stays numeric, ``-0.5`` stays a number). ``read_csv_cells`` undoes the prefix.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from lossbench.records import atomic_write_text
+from lossbench.records import atomic_write_bytes, atomic_write_text
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _current_umask()  # read once at import: os.umask is process-wide, not thread-safe to probe
 
 
 def safe_cell(value):
@@ -83,15 +72,4 @@ def write_text(path: Path, text: str) -> None:
 
 def write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` atomically: a temporary file in the same folder, fsync, rename."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(Path(path), data)

@@ -26,7 +26,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 LOGISTIC_LRS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
 MLP_LRS = (0.0003, 0.001, 0.003, 0.01, 0.03)
