@@ -110,9 +110,14 @@ def _answer_items(table: pd.DataFrame, runs: Runs, layout: Layout,
                                  for i, r in tied.iterrows()) + ".")
         if len(close):
             n_close = sorted({int(r["n_paired"]) for _, r in close.iterrows()})
-            text += (f" Not distinguishable from it with {'/'.join(map(str, n_close))} seeds: "
-                     + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)})"
-                                 for i, r in close.iterrows()) + ".")
+            if len(n_close) == 1:
+                text += (f" Not distinguishable from it with {n_close[0]} seeds: "
+                         + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)})"
+                                     for i, r in close.iterrows()) + ".")
+            else:  # pairs compared on different numbers of seeds: say each one's
+                text += (" Not distinguishable from it: "
+                         + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)}, "
+                                     f"{int(r['n_paired'])} paired seeds)" for i, r in close.iterrows()) + ".")
         if len(worse):
             text += (" Worse: " + "; ".join(f"{name[i]} {_fmt(r['mean'], digits)} ({difference_text(r, digits)})"
                                             for i, r in worse.iterrows()) + ".")
@@ -120,7 +125,7 @@ def _answer_items(table: pd.DataFrame, runs: Runs, layout: Layout,
             text += (" Not compared (no seed in common with the best): "
                      + ", ".join(f"{name[i]} {_fmt(r['mean'], digits)}" for i, r in untested.iterrows()) + ".")
         text += _other_pairs(part, layout, values, digits)
-        if len(close) and not bool(top["can_reject"]):
+        if len(close) and not bool(top["can_reject"]) and part["n"].nunique() == 1:
             text += (f" With {_seeds(int(part['n'].min()))} no pair of these {len(part)} groups can be "
                      f"told apart at the {ALPHA:g} level (the exact test over all pairs, Holm-adjusted, "
                      f"needs at least {int(top['seeds_needed'])} seeds): more seeds are needed.")
