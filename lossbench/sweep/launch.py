@@ -90,8 +90,6 @@ class SweepTask:
 
     def __call__(self, cfg):
         from hydra.core.hydra_config import HydraConfig
-        from hydra.core.utils import run_job
-        from omegaconf import open_dict
 
         self._start_watchdog()
         key = tuple(HydraConfig.get().overrides.task)
@@ -103,13 +101,7 @@ class SweepTask:
         except Exception as err:  # the packed runs still run; the launcher job reports the first error
             error = err
         for index, overrides in self.packs.get(key, []):
-            config = self.hydra_context.config_loader.load_sweep_config(
-                master_config=self.master_config, sweep_overrides=list(overrides))
-            with open_dict(config):
-                config.hydra.job.id = f"packed_{index}"
-                config.hydra.job.num = index
-            result = run_job(hydra_context=self.hydra_context, task_function=self.task_function, config=config,
-                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            result = self._packed_job(index, overrides, self.task_function)
             if error is None and result.status.name == "FAILED":
                 try:
                     result.return_value  # re-raises the packed run's exception
@@ -139,22 +131,26 @@ class SweepTask:
         summary = summaries[0] if isinstance(first, Prepared) else first
         return objective_value(summary, cfg.sweep.get("objective", "auto"))
 
-    def _prepare_packed(self, packed, prepared: list) -> Exception | None:
-        """Prepare each packed run in its own Hydra job, appending to ``prepared``; returns the first error."""
+    def _packed_job(self, index: int, overrides, task_function):
+        """Run ``task_function`` as the Hydra job of a packed run (its own folder, log, config files)."""
         from hydra.core.utils import run_job
         from omegaconf import open_dict
 
+        config = self.hydra_context.config_loader.load_sweep_config(
+            master_config=self.master_config, sweep_overrides=list(overrides))
+        with open_dict(config):
+            config.hydra.job.id = f"packed_{index}"
+            config.hydra.job.num = index
+        return run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
+                       job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+
+    def _prepare_packed(self, packed, prepared: list) -> Exception | None:
+        """Prepare each packed run in its own Hydra job, appending to ``prepared``; returns the first error."""
         from lossbench.run import Prepared, prepare
 
         error = None
         for index, overrides in packed:
-            config = self.hydra_context.config_loader.load_sweep_config(
-                master_config=self.master_config, sweep_overrides=list(overrides))
-            with open_dict(config):
-                config.hydra.job.id = f"packed_{index}"
-                config.hydra.job.num = index
-            result = run_job(hydra_context=self.hydra_context, task_function=prepare, config=config,
-                             job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+            result = self._packed_job(index, overrides, prepare)
             try:
                 value = result.return_value  # re-raises the exception of a run that could not be prepared
             except Exception as err:
