@@ -62,10 +62,19 @@ def shared_stats(runs: Runs, confidence: float = 0.95, compare_within: Iterable[
     keys within whose values groups are ranked and tested (e.g. ``["dataset.label_noise"]``: the
     losses compared at each noise level), on top of the dataset blocks.
     """
+    results, keys, block_keys = _compared(runs, None, compare_within)
+    return _stats_per_primary(results, keys, block_keys, runs.block_keys, confidence)
+
+
+def _compared(runs: Runs, tuned: TunedView | None, compare_within: Iterable[str]):
+    """``(results, group keys, block keys)`` of the answer's view: the tuned runs within the blocks and
+    ``compare_within``, or every run, also within each learning rate when it varies."""
+    if tuned is not None:
+        block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
+        return tuned.results, tuned.group_keys, block_keys
     block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
     block_keys += [key for key in compare_within if key not in block_keys]
-    return _stats_per_primary(runs.results, runs.group_keys, block_keys, runs.block_keys,
-                              confidence)
+    return runs.results, runs.group_keys, block_keys
 
 
 def tuned_view(runs: Runs, confidence: float = 0.95) -> TunedView | None:
@@ -133,9 +142,8 @@ def tuned_stats(runs: Runs, tuned: TunedView, confidence: float = 0.95,
 
     ``compare_within``: as in ``shared_stats`` (keys of ``tuned.group_keys``).
     """
-    block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
-    return _stats_per_primary(tuned.results, tuned.group_keys, block_keys, runs.block_keys,
-                              confidence)
+    results, keys, block_keys = _compared(runs, tuned, compare_within)
+    return _stats_per_primary(results, keys, block_keys, runs.block_keys, confidence)
 
 
 def early_stats(runs: Runs, tuned: TunedView | None, confidence: float = 0.95,
@@ -146,13 +154,7 @@ def early_stats(runs: Runs, tuned: TunedView | None, confidence: float = 0.95,
     tuned view, else ``shared_stats``); only the column differs. Blocks whose runs have no
     validation split (no finite ``early_epoch``) are left out: see ``no_early_view``.
     """
-    if tuned is not None:
-        results, keys = tuned.results, tuned.group_keys
-        block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
-    else:
-        results, keys = runs.results, runs.group_keys
-        block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
-        block_keys += [key for key in compare_within if key not in block_keys]
+    results, keys, block_keys = _compared(runs, tuned, compare_within)
     if "early_epoch" not in results:
         return pd.DataFrame()
     with_val = pd.Series(np.zeros(len(results), dtype=bool), index=results.index)
@@ -168,13 +170,7 @@ def metric_stats(runs: Runs, tuned: TunedView | None, metric: str, confidence: f
 
     The same groups, blocks and tests as the answer's table, on another final metric.
     """
-    if tuned is not None:
-        results, keys = tuned.results, tuned.group_keys
-        block_keys = runs.block_keys + [key for key in compare_within if key not in runs.block_keys]
-    else:
-        results, keys = runs.results, runs.group_keys
-        block_keys = runs.block_keys + ([LR_KEY] if runs.lr_varies else [])
-        block_keys += [key for key in compare_within if key not in block_keys]
+    results, keys, block_keys = _compared(runs, tuned, compare_within)
     column = f"final_{metric}"
     if column not in results or not results[column].notna().any():
         return pd.DataFrame()
