@@ -14,6 +14,7 @@ import math
 import os
 import re
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +34,10 @@ from lossbench.sweep.objective import objective_value
 from lossbench.trackers import open_tracker
 
 log = logging.getLogger("lossbench")
+
+# Set by the sweeper's SIGINT handler (lossbench.sweep.engine) while a sweep runs in this process: an
+# exception raised after it is the Ctrl-C, whatever type library code gave it, never a run's failure.
+CTRL_C = threading.Event()
 
 
 def _job_dirname(override_dirname: str) -> str:
@@ -261,6 +266,10 @@ def run_pack(runs: list[Prepared]) -> list[dict]:
                                   checkpoints=[prepared.out_dir for prepared in runs],
                                   config_hashes=[prepared.summary["config_hash"] for prepared in runs])
     except Exception as err:  # one run's error must not fail the others: each trains alone instead,
+        if CTRL_C.is_set():
+            for prepared in runs:
+                prepared.release()
+            raise KeyboardInterrupt from err
         log.warning("the stacked pass failed (%s: %s); its runs train one at a time, each from its own "
                     "checkpoint", type(err).__name__, err)
         results = None
@@ -377,6 +386,8 @@ class Prepared:
                 self.summary["provenance"] = provenance()  # inside the limit: records the threads BLAS runs with
                 return self.built.train(on_epoch=self.on_epoch, checkpoint=self.out_dir), None
         except Exception as err:  # a failed run is a result too; the sweep goes on
+            if CTRL_C.is_set():  # ... unless it is a Ctrl-C that library code turned into another exception
+                raise KeyboardInterrupt from err
             return None, err
 
     def release(self) -> None:

@@ -166,12 +166,51 @@ def test_ctrl_c_writes_the_report_of_finished_runs_and_exits_130(tmp_path, launc
     _training_run(sweep_dir, "trainer.epochs=12")
     os.kill(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out + err
+    log_file = sweep_dir / "lossbench-sweep.log"
+    assert proc.returncode == 130, out + err + (log_file.read_text() if log_file.exists() else "")
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in out + err
     assert "Ctrl-C" in err and "Resume with: lossbench -m" in err
     assert json.loads((sweep_dir / "missing.json").read_text())["missing"]
     assert len(pd.read_csv(sweep_dir / "results.csv")) >= 2
     assert _claims_released(sweep_dir, timeout=5), "no worker trains on after Ctrl-C"
+
+
+SWALLOWING_LOSS = """
+import time
+from lossbench.losses import CrossEntropy
+
+
+class SwallowingCE(CrossEntropy):
+    \"\"\"Cross-entropy that turns a KeyboardInterrupt into its own error, as some library code does.\"\"\"
+
+    def __call__(self, outputs, targets):
+        try:
+            time.sleep(0.002)
+        except KeyboardInterrupt as err:
+            raise RuntimeError("a library turned Ctrl-C into its own error") from err
+        return super().__call__(outputs, targets)
+"""
+
+
+def test_ctrl_c_that_library_code_turns_into_another_error_is_still_a_ctrl_c(tmp_path):
+    """Basic launcher, runs in the sweep's process: the signal, not the exception's type, says Ctrl-C."""
+    (tmp_path / "swallow.py").write_text(SWALLOWING_LOSS)
+    sweep_dir = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0", PYTHONPATH=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "lossbench", "-m", "dataset=digits", "optimizer=sgd", "loss=ce",
+                             "loss._target_=swallow.SwallowingCE", "trainer.epochs=200", "seed=0,1,2",
+                             f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    _training_run(sweep_dir, "seed=0")
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    missing = json.loads((sweep_dir / "missing.json").read_text())["missing"]
+    assert proc.returncode == 130, f"{out}{err}\nmissing.json: {missing}"
+    assert "Ctrl-C" in err and "Traceback" not in out + err
+    assert len(missing) == 3 and {m["reason"] for m in missing} == {"interrupted (Ctrl-C)"}
+    assert not list(sweep_dir.glob("*/summary.json")), "no run is recorded as failed by the Ctrl-C"
+    assert _claims_released(sweep_dir, timeout=5)
 
 
 def test_workers_end_when_the_sweep_is_killed(tmp_path):

@@ -18,10 +18,13 @@ as Hydra's Optuna sweeper does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -65,6 +68,7 @@ class Engine:
         self.jobs: list[Job] = []
         self.outcomes: list[dict] = []
         self.n_planned = self.next_index = 0
+        self.ctrl_c = False
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
@@ -237,20 +241,53 @@ class Engine:
         if protocol not in ("grid", "tune"):
             raise PlanError(f"protocol={protocol!r} is not allowed; allowed: grid | tune")
         try:
-            if protocol == "tune":
-                from lossbench.sweep.protocol import run_tune
+            with self._noting_ctrl_c():
+                if protocol == "tune":
+                    from lossbench.sweep.protocol import run_tune
 
-                run_tune(self, lines)
-            else:
-                from lossbench.sweep.protocol import write_grid_plan
+                    run_tune(self, lines)
+                else:
+                    from lossbench.sweep.protocol import write_grid_plan
 
-                write_grid_plan(self, lines)
-                self.round([(job, None) for job in lines])
+                    write_grid_plan(self, lines)
+                    self.round([(job, None) for job in lines])
         except KeyboardInterrupt:  # between two rounds: what finished still gets its report
             if not self.jobs:
                 raise
             self.outcomes.append({"interrupted": True, "errors": [], "failed": {}, "watcher": None})
         return self._finish(started)
+
+    @contextlib.contextmanager
+    def _noting_ctrl_c(self):
+        """Note a Ctrl-C (SIGINT) in ``self.ctrl_c`` before Python raises KeyboardInterrupt.
+
+        With the basic launcher the runs train in this process, where the KeyboardInterrupt can
+        surface inside library code that turns it into another exception (a job that "failed"):
+        the signal itself, not the exception's type, says the user stopped the sweep.
+        """
+        from lossbench.run import CTRL_C
+
+        self.ctrl_c = False
+        CTRL_C.clear()
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def note(signum, frame):
+            self.ctrl_c = True
+            CTRL_C.set()  # in this process (basic launcher): no further run starts, no run records it as its failure
+            if callable(previous):
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, note)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+            CTRL_C.clear()
 
     def stopped(self) -> bool:
         """True when a round was interrupted or lost runs: no further round may start."""
@@ -375,6 +412,8 @@ class Engine:
                 try:
                     returns = self.launcher.launch([list(p[0].overrides) for p in batch],
                                                    initial_job_idx=self.next_index)
+                    if self.ctrl_c:  # a Ctrl-C that a job turned into its own failure is still a Ctrl-C
+                        raise KeyboardInterrupt
                     for pack, job_return in zip(batch, returns):  # a task that raised: its log is the sweep's
                         if job_return.status == JobStatus.FAILED:
                             try:
@@ -419,7 +458,7 @@ class Engine:
         from lossbench.sweep.objective import objective_value
 
         sweep_dir, jobs = self.sweep_dir, self.jobs
-        interrupted = any(o["interrupted"] for o in self.outcomes)
+        interrupted = any(o["interrupted"] for o in self.outcomes) or self.ctrl_c
         errors = [error for o in self.outcomes for error in o["errors"]]
         if interrupted or errors:
             end_workers()

@@ -91,7 +91,11 @@ class SweepTask:
     def __call__(self, cfg):
         from hydra.core.hydra_config import HydraConfig
 
+        from lossbench.run import CTRL_C
+
         self._start_watchdog()
+        if CTRL_C.is_set():  # the basic launcher goes on to its next job after one that failed: stop it
+            raise KeyboardInterrupt
         key = tuple(HydraConfig.get().overrides.task)
         if self.stacked and self.packs.get(key):
             return self._stacked(cfg, self.packs[key])
@@ -101,6 +105,8 @@ class SweepTask:
         except Exception as err:  # the packed runs still run; the launcher job reports the first error
             error = err
         for index, overrides in self.packs.get(key, []):
+            if CTRL_C.is_set():
+                raise KeyboardInterrupt
             result = self._packed_job(index, overrides, self.task_function)
             if error is None and result.status.name == "FAILED":
                 try:
@@ -146,10 +152,12 @@ class SweepTask:
 
     def _prepare_packed(self, packed, prepared: list) -> Exception | None:
         """Prepare each packed run in its own Hydra job, appending to ``prepared``; returns the first error."""
-        from lossbench.run import Prepared, prepare
+        from lossbench.run import CTRL_C, Prepared, prepare
 
         error = None
         for index, overrides in packed:
+            if CTRL_C.is_set():
+                raise KeyboardInterrupt
             result = self._packed_job(index, overrides, prepare)
             try:
                 value = result.return_value  # re-raises the exception of a run that could not be prepared
