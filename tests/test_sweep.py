@@ -126,3 +126,52 @@ def test_the_sweeper_is_found_by_compose_and_by_hydras_plugin_scan(tmp_path):
     target, classes = out.stdout.splitlines()
     assert target == "hydra_plugins.lossbench_sweeper.lossbench_sweeper.LossbenchSweeper"
     assert "LossbenchSweeper" in classes
+
+
+@pytest.mark.parametrize("lines", [
+    ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000"),
+    ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),
+    ("seed=7", "optimizer=adam", "hydra/launcher=joblib", "optimizer.beta1=0.8", "trainer.epochs=3"),
+    ("schedule=cosine", "schedule.min_lr=0.001", "loss=ce", "loss.label_smoothing=0.1", "seed=0"),
+])
+def test_a_packed_runs_config_is_the_one_hydra_composes(lines):
+    """Runs packed into one launcher job get their configs from one composition per pack: each must
+    equal Hydra's own ``load_sweep_config`` (values, the hydra node, its flags), so the run's folder
+    and numbers do not depend on the packing."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lossbench.sweep.validate import Composer
+
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/x"],
+                                           run_mode=RunMode.MULTIRUN)
+        composer = Composer(loader, master)
+        composer.job_config(("seed=99", *lines[:-1]))  # another job of the same pack: the base is shared
+        derived = composer.job_config(lines)
+        hydras = loader.load_sweep_config(master_config=master, sweep_overrides=list(lines))
+    assert derived is not None and composer.n_compositions == 1
+    assert OmegaConf.to_container(derived, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
+    assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydras)
+    for node in ("", "hydra", "hydra.overrides", "hydra.job", "optimizer"):
+        a, b = (OmegaConf.select(c, node) if node else c for c in (derived, hydras))
+        assert OmegaConf.is_struct(a) == OmegaConf.is_struct(b) and OmegaConf.is_readonly(a) == OmegaConf.is_readonly(b)
+
+
+def test_a_packed_run_that_adds_or_misspells_a_key_composes_with_hydra():
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from lossbench.sweep.validate import Composer
+
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(config_name="config", overrides=[], run_mode=RunMode.MULTIRUN)
+        composer = Composer(loader, master)
+        assert composer.job_config(("+extra=1", "seed=0")) is None
+        assert composer.job_config(("optimizer.lrr=0.1", "seed=0")) is None
+        assert composer.job_config(("loss=nope", "seed=0")) is None

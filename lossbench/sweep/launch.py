@@ -137,13 +137,28 @@ class SweepTask:
         summary = summaries[0] if isinstance(first, Prepared) else first
         return objective_value(summary, cfg.sweep.get("objective", "auto"))
 
+    def _composer(self):
+        """This process's composer of packed runs' configs (one Hydra composition per pack, not per run)."""
+        if getattr(self, "_job_composer", None) is None:
+            from lossbench.sweep.validate import Composer
+
+            self._job_composer = Composer(self.hydra_context.config_loader, self.master_config)
+        return self._job_composer
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_job_composer", None)  # a worker composes with its own (it holds configs, not code)
+        return state
+
     def _packed_job(self, index: int, overrides, task_function):
         """Run ``task_function`` as the Hydra job of a packed run (its own folder, log, config files)."""
         from hydra.core.utils import run_job
         from omegaconf import open_dict
 
-        config = self.hydra_context.config_loader.load_sweep_config(
-            master_config=self.master_config, sweep_overrides=list(overrides))
+        config = self._composer().job_config(tuple(overrides))
+        if config is None:
+            config = self.hydra_context.config_loader.load_sweep_config(
+                master_config=self.master_config, sweep_overrides=list(overrides))
         with open_dict(config):
             config.hydra.job.id = f"packed_{index}"
             config.hydra.job.num = index

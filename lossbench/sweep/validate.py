@@ -16,9 +16,9 @@ import copy
 import logging
 
 from hydra.core.override_parser.types import Override
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from lossbench.sweep.plan import PlanError, parse
+from lossbench.sweep.plan import PlanError, override_dirname, parse
 
 _ABSENT = object()
 _DATA: dict[str, object] = {}  # loaded data sets by their resolved config (lossbench.build.build's data_cache)
@@ -50,6 +50,7 @@ class Composer:
         self.groups = self._list_groups("")
         self._parsed: dict[str, Override] = {}
         self._bases: dict[tuple[str, ...], tuple[dict, dict] | str] = {}
+        self._full: dict[tuple[str, ...], DictConfig | None] = {}
         self.n_compositions = 0
 
     def _list_groups(self, parent: str) -> set[str]:
@@ -104,6 +105,52 @@ class Composer:
                 raise PlanError(f"Error merging override {override.input_line}: {_one_line(err)}") from None
         OmegaConf.set_struct(cfg, True)
         return cfg, dict(choices)
+
+
+    def job_config(self, lines: tuple[str, ...]) -> DictConfig | None:
+        """The job's full config, ``hydra`` node included, equal to Hydra's ``load_sweep_config``.
+
+        Composed once per distinct set of structural overrides; the job's value overrides are then
+        applied to a copy, and ``hydra.overrides.task`` and ``hydra.job.override_dirname`` set as
+        Hydra sets them. Runs packed into one launcher job differ in value overrides only (a seed,
+        a learning rate), so a pack of 16 composes once, not 16 times (~0.1 s each). None when a
+        structural override adds, deletes or re-packages a key, or a value override's key does not
+        exist: the caller then composes with Hydra, which says what is wrong.
+        """
+        overrides = [self.parsed(line) for line in lines]
+        structural = [o for o in overrides if self._structural(o)]
+        if any(o.package is not None or o.is_add() or o.is_delete() or o.is_force_add() for o in structural):
+            return None
+        key = tuple(o.input_line for o in structural)
+        if key not in self._full:
+            try:
+                self._full[key] = self.loader.load_sweep_config(master_config=self.master, sweep_overrides=list(key))
+                self.n_compositions += 1
+            except Exception:  # the job composes on its own and fails with Hydra's message
+                self._full[key] = None
+        base = self._full[key]
+        if base is None:
+            return None
+        cfg = copy.deepcopy(base)
+        for override in overrides:
+            if self._structural(override):
+                continue
+            if not _exists(cfg, override.key_or_group):
+                return None
+            try:
+                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+            except Exception:
+                return None
+        task = [o for o in overrides if not o.is_hydra_override()]
+        with read_write(cfg.hydra), open_dict(cfg.hydra):
+            cfg.hydra.overrides.task.clear()
+            for override in task:
+                cfg.hydra.overrides.task.append(override.input_line)
+            names = cfg.hydra.job.config.override_dirname
+            cfg.hydra.job.override_dirname = override_dirname(task, exclude_keys=list(names.exclude_keys),
+                                                              item_sep=names.item_sep, kv_sep=names.kv_sep)
+        OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
+        return cfg
 
 
 class _Once(logging.Filter):
