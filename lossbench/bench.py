@@ -774,10 +774,15 @@ def parallel_ceiling(epochs: int, processes: int = 2) -> float:
 
 
 def _sweep(launcher: str, runs: int, epochs: int, workdir: Path) -> tuple[float, list[dict]]:
-    """Wall seconds of ``lossbench -m`` with ``runs`` digits MLP runs, and the runs' summaries."""
+    """Wall seconds of ``lossbench -m`` with ``runs`` digits MLP runs, and the runs' summaries.
+
+    The report is written without figures (``report.figures=false``): drawing them is a fixed
+    ~3 s a sweep that says nothing about the sweep engine or the launchers measured here.
+    """
     sweep_dir = workdir / f"sweep-{launcher}-{time.time_ns()}"
     wall, _ = _run_cli(["-m", f"hydra/launcher={launcher}", "dataset=digits", "model=mlp", f"seed=range({runs})",
-                        f"trainer.epochs={epochs}", "progress=none", f"hydra.sweep.dir={sweep_dir}"], workdir)
+                        f"trainer.epochs={epochs}", "progress=none", "report.figures=false",
+                        f"hydra.sweep.dir={sweep_dir}"], workdir)
     summaries = [json.loads(p.read_text()) for p in sweep_dir.glob("*/summary.json")]
     if len(summaries) != runs or any(summary["status"] != "completed" for summary in summaries):
         raise RuntimeError(f"the {launcher} sweep in {sweep_dir} did not complete {runs} runs")

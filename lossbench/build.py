@@ -131,6 +131,8 @@ def _check_top_level(cfg: DictConfig) -> None:
          _is_number(cfg.report.target_fraction) and 0 < cfg.report.target_fraction <= 1, "0 < value <= 1"),
         ("report.early_stopping", cfg.report.get("early_stopping", False),
          isinstance(cfg.report.get("early_stopping", False), bool), "true | false"),
+        ("report.figures", cfg.report.get("figures", True), isinstance(cfg.report.get("figures", True), bool),
+         "true | false"),
         ("report.also_compare", cfg.report.get("also_compare", []),
          OmegaConf.is_list(cfg.report.get("also_compare", [])) and all(
              isinstance(m, str) and re.fullmatch(r"(train|val|test)_\w+", m) for m in cfg.report.get("also_compare", [])),

@@ -18,7 +18,7 @@ import lossbench
 from conftest import run_cli
 from lossbench.api import LossbenchError, Run, Study, curve_figure, options_to_overrides, read_csv_typed, read_table
 
-SWEEP = ["dataset=iris", "loss=l2,ce", "seed=0,1", "progress=none"]
+SWEEP = ["dataset=iris", "loss=l2,ce", "seed=0,1", "progress=none", "report.figures=false"]
 
 
 def _is_text(column: pd.Series) -> bool:

@@ -16,6 +16,7 @@ BAD_INPUTS = [
     (["trainer.grad_clip=-1"], ["trainer.grad_clip=-1"]),
     (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
     (["progress=fancy"], ["progress='fancy'", "auto"]),
+    (["report.figures=maybe"], ["report.figures='maybe'", "true | false"]),
     (["optimizer.lr=-0.1"], ["optimizer.lr", "-0.1"]),
     (["optimizer.lr=0"], ["optimizer.lr", "0"]),
     (["optimizer.lr=fast"], ["optimizer.lr", "fast"]),

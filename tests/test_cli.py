@@ -17,6 +17,8 @@ from conftest import run_cli
 pytestmark = pytest.mark.slow
 
 QUICK = ["trainer.epochs=3", "progress=none"]
+# these sweeps check run folders and tables; the figures of real sweeps are drawn in test_sweeps_on_both_launchers_... and test_protocol
+NO_FIGURES = "report.figures=false"
 
 
 def _summaries(root: Path) -> dict[str, dict]:
@@ -98,7 +100,7 @@ def test_sweeps_on_both_launchers_give_identical_numbers_and_a_report(tmp_path):
 
 def test_a_diverging_run_is_a_result_and_the_sweep_goes_on(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = _ok(run_cli(["-m", "dataset=diabetes", "model=linear", "loss=l2", "optimizer=gd",
+    proc = _ok(run_cli(["-m", NO_FIGURES, "dataset=diabetes", "model=linear", "loss=l2", "optimizer=gd",
                         "optimizer.lr=0.01,100", "trainer.epochs=20", "progress=none",
                         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path))
     statuses = {s["config"]["optimizer"]["lr"]: s["status"] for s in _summaries(sweep_dir).values()}
@@ -147,7 +149,7 @@ def test_bad_input_exits_nonzero_without_traceback_or_a_finished_run(tmp_path, o
 
 def test_a_sweep_with_one_bad_job_starts_nothing(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = run_cli(["-m", "optimizer.lr=0.1,-1", *QUICK, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
+    proc = run_cli(["-m", NO_FIGURES, "optimizer.lr=0.1,-1", *QUICK, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert proc.returncode == 2
     assert "optimizer.lr=-1" in proc.stderr and "1 of 2 jobs" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -156,7 +158,7 @@ def test_a_sweep_with_one_bad_job_starts_nothing(tmp_path):
 
 def test_skip_invalid_runs_the_valid_combinations(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    _ok(run_cli(["-m", "dataset=breast_cancer", "model=logistic", "loss=bce,ce", "sweep.skip_invalid=true",
+    _ok(run_cli(["-m", NO_FIGURES, "dataset=breast_cancer", "model=logistic", "loss=bce,ce", "sweep.skip_invalid=true",
                  *QUICK, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path))
     summaries = _summaries(sweep_dir)
     assert [s["choices"]["loss"] for s in summaries.values()] == ["bce"]
@@ -165,14 +167,14 @@ def test_skip_invalid_runs_the_valid_combinations(tmp_path):
 
 
 def test_an_interrupted_sweep_resumes_and_skips_completed_runs(tmp_path):
-    sweep_dir, proc = _sweep(tmp_path, "sweep")
+    sweep_dir, proc = _sweep(tmp_path, "sweep", [NO_FIGURES])
     _ok(proc)
     before = _summaries(sweep_dir)
     lost = sorted(before)[0]
     (sweep_dir / lost / "summary.json").unlink()  # as if the job had been killed before finishing
     (sweep_dir / lost / "metrics.csv").unlink()
     # the same sweep, overrides in another order: jobs are matched by config hash, not job number
-    proc = _ok(run_cli(["-m", "seed=1,0", "loss=ce,l2", "model=softmax", "dataset=iris", *QUICK,
+    proc = _ok(run_cli(["-m", NO_FIGURES, "seed=1,0", "loss=ce,l2", "model=softmax", "dataset=iris", *QUICK,
                         f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path))
     after = _summaries(sweep_dir)
     assert after.keys() == before.keys()
@@ -210,7 +212,7 @@ def test_a_failing_job_is_recorded_and_the_sweep_goes_on(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     proc = _ok(subprocess.run(
         [sys.executable, "-m", "lossbench", "--config-dir", "my_conf", "-m", "dataset=diabetes", "model=linear",
-         "loss=exploding,l2", *QUICK, f"hydra.sweep.dir={sweep_dir}"],
+         "loss=exploding,l2", *QUICK, NO_FIGURES, f"hydra.sweep.dir={sweep_dir}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL))
     by_loss = {s["choices"]["loss"]: s for s in _summaries(sweep_dir).values()}
     assert by_loss["l2"]["status"] == "completed"

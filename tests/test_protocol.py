@@ -149,7 +149,7 @@ def test_tune_then_confirm_end_to_end_and_resume_across_both_stages(tmp_path):
 def test_tpe_search_tunes_two_keys_per_arm_and_resumes_with_the_same_settings(tmp_path):
     """sweep.protocol.search=tpe: Optuna's TPE sampler (ask/tell) over a log range of the rate and
     the swept momentum values; seeded, so a re-run asks the same settings and launches nothing."""
-    args = ["-m", "protocol=tune", "sweep.protocol.search=tpe", "sweep.protocol.n_trials=3",
+    args = ["-m", "report.figures=false", "protocol=tune", "sweep.protocol.search=tpe", "sweep.protocol.n_trials=3",
             "sweep.protocol.tuned=[optimizer.lr,optimizer.momentum]", "optimizer=momentum",
             "optimizer.momentum=0.5,0.9", "dataset=iris", "loss=l2,ce", "sweep.protocol.confirm_seeds=[0,1]",
             "trainer.epochs=3", "progress=none", f"hydra.sweep.dir={tmp_path / 'tpe'}"]

@@ -90,6 +90,22 @@ def test_build_report_writes_tables(classification_sweep):
     assert set(pd.read_csv(sweep / "report" / "stats.csv")["view"]) == {"shared", "tuned"}
 
 
+def test_without_figures_the_tables_and_answer_are_the_same_and_no_figure_is_left(classification_sweep, tmp_path):
+    """report.figures=false / --no-figures: the same statistics, no figure file (an earlier build's are removed)."""
+    import shutil
+
+    sweep, _ = classification_sweep
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep, copy)
+    assert list((copy / "report").glob("*.png"))
+    assert report_package.page.main([str(copy), "--no-figures"]) == 0
+    assert not list((copy / "report").glob("*.png")) and not list((copy / "report").glob("*.svg"))
+    pd.testing.assert_frame_equal(pd.read_csv(copy / "report" / "stats.csv"), pd.read_csv(sweep / "report" / "stats.csv"))
+    page_text = (copy / "report" / "index.html").read_text()
+    assert "data:image/png" not in page_text and "Figures were not drawn (report.figures=false)" in page_text
+    assert "own best learning rate" in page_text and "10 completed, 1 diverged, 1 failed" in page_text
+
+
 def test_every_figure_is_written_as_png_and_svg(classification_sweep):
     sweep, _ = classification_sweep
     for name in FIGURES:

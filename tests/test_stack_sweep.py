@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_cli
 
-SWEEP = ["-m", "dataset=breast_cancer", "model=logistic", "loss=l2,bce", "optimizer.lr=0.01,0.1", "seed=0,1,2",
+SWEEP = ["-m", "report.figures=false", "dataset=breast_cancer", "model=logistic", "loss=l2,bce", "optimizer.lr=0.01,0.1", "seed=0,1,2",
          "trainer.epochs=8", "progress=none"]
 
 
@@ -61,7 +61,7 @@ def test_each_run_of_a_pack_logs_its_own_epochs_and_keeps_its_own_troubles(tmp_p
     """Epoch lines go to each run's own lossbench.log, and one run's damaged checkpoint (a folder
     where checkpoint.json should be) is that run's business: it is ignored, the pack completes."""
     folder = tmp_path / "sweep"
-    args = ["-m", "dataset=breast_cancer", "model=logistic", "loss=bce", "seed=0,1,2,3", "trainer.epochs=4",
+    args = ["-m", "report.figures=false", "dataset=breast_cancer", "model=logistic", "loss=bce", "seed=0,1,2,3", "trainer.epochs=4",
             "progress=log", f"hydra.sweep.dir={folder}"]
     broken = folder / "dataset=breast_cancer,loss=bce,model=logistic,seed=1,trainer.epochs=4"
     (broken / "checkpoint.json" / "x").mkdir(parents=True)

@@ -23,7 +23,9 @@ from lossbench.sweep.claim import held_elsewhere
 
 pytestmark = pytest.mark.slow
 
-QUICK = ["trainer.epochs=2", "dataset=iris"]
+# these sweeps check run folders and tables; the figures of real sweeps are drawn in test_cli and test_protocol
+NO_FIGURES = "report.figures=false"
+QUICK = ["trainer.epochs=2", "dataset=iris", NO_FIGURES]
 ATTEMPT = "attempt started by pid"
 
 
@@ -46,7 +48,7 @@ def _job_files(sweep_dir: Path) -> dict[str, tuple[int, int]]:
 
 def test_plan_line_progress_and_a_no_op_resume_that_touches_nothing(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "dataset=breast_cancer", "model=logistic", "loss=bce,ce", "seed=0,1", "trainer.epochs=2",
+    args = ["-m", "dataset=breast_cancer", "model=logistic", "loss=bce,ce", "seed=0,1", "trainer.epochs=2", NO_FIGURES,
             "sweep.skip_invalid=true", f"hydra.sweep.dir={sweep_dir}"]
     proc = _ok(run_cli(args, cwd=tmp_path))
     assert "lossbench: 4 jobs: 2 to run, 0 finished earlier, 2 skipped (cannot work)\n" in proc.stdout
@@ -123,7 +125,7 @@ def _claims_released(sweep_dir: Path, timeout: float = 15) -> bool:
 
 
 # fast runs first (they finish), then slow ones (one is killed while it trains)
-KILL_SWEEP = ["dataset=digits", "optimizer=sgd", "trainer.epochs=1,12", "seed=0,1"]
+KILL_SWEEP = ["dataset=digits", "optimizer=sgd", "trainer.epochs=1,12", "seed=0,1", NO_FIGURES]
 
 
 @pytest.mark.parametrize("launcher", ["joblib", "submitit_local"])
@@ -198,7 +200,7 @@ def test_ctrl_c_that_library_code_turns_into_another_error_is_still_a_ctrl_c(tmp
     sweep_dir = tmp_path / "sweep"
     env = dict(os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0", PYTHONPATH=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "lossbench", "-m", "dataset=digits", "optimizer=sgd", "loss=ce",
-                             "loss._target_=swallow.SwallowingCE", "trainer.epochs=200", "seed=0,1,2",
+                             "loss._target_=swallow.SwallowingCE", "trainer.epochs=200", "seed=0,1,2", NO_FIGURES,
                              f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
     _training_run(sweep_dir, "seed=0")
@@ -215,7 +217,7 @@ def test_ctrl_c_that_library_code_turns_into_another_error_is_still_a_ctrl_c(tmp
 
 def test_workers_end_when_the_sweep_is_killed(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    proc = _start(["-m", "dataset=digits", "optimizer=sgd", "trainer.epochs=60", "seed=0,1",
+    proc = _start(["-m", "dataset=digits", "optimizer=sgd", "trainer.epochs=60", "seed=0,1", NO_FIGURES,
                    *_launcher_args("submitit_local"), f"hydra.sweep.dir={sweep_dir}"], tmp_path)
     _training_run(sweep_dir, "seed=")
     os.kill(proc.pid, signal.SIGKILL)
@@ -225,7 +227,8 @@ def test_workers_end_when_the_sweep_is_killed(tmp_path):
 
 def test_two_concurrent_sweeps_train_each_run_once(tmp_path):
     sweep_dir = tmp_path / "sweep"
-    args = ["-m", "dataset=digits", "optimizer=sgd", "trainer.epochs=3", "seed=0,1,2", f"hydra.sweep.dir={sweep_dir}"]
+    args = ["-m", "dataset=digits", "optimizer=sgd", "trainer.epochs=3", "seed=0,1,2", NO_FIGURES,
+            f"hydra.sweep.dir={sweep_dir}"]
     first, second = _start(args, tmp_path), _start(args, tmp_path)
     outputs = [p.communicate(timeout=180) for p in (first, second)]
     for proc, (out, err) in zip((first, second), outputs):
@@ -272,7 +275,7 @@ def test_distinct_configs_never_share_a_folder(tmp_path):
     frame.to_csv(tmp_path / "a" / "d.csv", index=False)
     frame.iloc[::-1].to_csv(tmp_path / "a_d.csv", index=False)
     sweep_dir = tmp_path / "sweep"
-    proc = _ok(run_cli(["-m", "dataset=csv", "dataset.path=a/d.csv,a_d.csv", "dataset.target=y", "model=logistic",
+    proc = _ok(run_cli(["-m", NO_FIGURES, "dataset=csv", "dataset.path=a/d.csv,a_d.csv", "dataset.target=y", "model=logistic",
                         "loss=bce", "trainer.epochs=2", f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path))
     assert "2 completed" in proc.stdout
     assert len(list(sweep_dir.glob("*/summary.json"))) == 2

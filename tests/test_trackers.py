@@ -110,7 +110,7 @@ def test_a_tracker_failing_mid_run_warns_once_and_stops(caplog):
 def test_mlflow_sweep_streams_every_epoch_into_a_sqlite_store(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     sweep_dir = tmp_path / "my_sweep"
-    proc = run_cli(["-m", "dataset=iris", "loss=l2,ce", f"trainer.epochs={EPOCHS}", "progress=none",
+    proc = run_cli(["-m", "dataset=iris", "loss=l2,ce", f"trainer.epochs={EPOCHS}", "progress=none", "report.figures=false",
                     "logger=mlflow", f"logger.tracking_uri={uri}", "logger.log_artifacts=true",
                     f"logger.artifact_location={tmp_path}/artifacts", f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

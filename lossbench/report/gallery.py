@@ -25,6 +25,13 @@ WALL_CLOCK = ("Training time is wall-clock time on the machine that ran the runs
               "thread counts or concurrent jobs give other times); compare it within one sweep only.")
 
 
+def remove_figures(report_dir: Path) -> None:
+    """Delete the figure files (PNG, SVG) of an earlier build of the report in ``report_dir``."""
+    for stale in report_dir.iterdir():
+        if stale.suffix in (".png", ".svg") and stale.stem.startswith(FIGURE_PREFIXES):
+            stale.unlink()
+
+
 def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir: Path) -> list[FigureFile]:
     """Draw, save (PNG + SVG) and return every figure that applies to this sweep."""
     view_results, view_keys = layout.view_results, layout.view_keys
@@ -127,9 +134,7 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
                         "run's final value. The diagonal is perfect calibration." + panel_note
                         + tuned_note + stage_note, _reliability_figure(runs, layout)))
 
-    for stale in report_dir.iterdir():  # figures of an earlier build that no longer apply
-        if stale.suffix in (".png", ".svg") and stale.stem.startswith(FIGURE_PREFIXES):
-            stale.unlink()
+    remove_figures(report_dir)  # figures of an earlier build that no longer apply
     saved = []
     for name, title, caption, figure in figures:
         if figure is None:

@@ -50,7 +50,7 @@ from lossbench.report.common import LR_KEY
 from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
 from lossbench.report.exports import SchemaError, write_tables
 from lossbench.report.folders import DamagedRun
-from lossbench.report.gallery import _all_figures
+from lossbench.report.gallery import _all_figures, remove_figures
 from lossbench.report.layout import RC, FigureFile, Layout, _layout, _metric_label
 from lossbench.report.output import write_csv, write_text
 from lossbench.report.sections import (
@@ -66,12 +66,14 @@ _TEMPLATES = Environment(loader=PackageLoader("lossbench.report", "templates"),
 
 
 def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
-                 target_fraction: float = 0.95) -> Path:
+                 target_fraction: float = 0.95, figures: bool = True) -> Path:
     """Write results.csv, curves.csv and report/ (index.html, figures, stats) for ``sweep_dirs``.
 
     ``sweep_dirs``: one or more sweep directories, merged (see ``lossbench.report.tables.load_runs``).
     ``out_dir``: where to write, default the first sweep directory. ``target_fraction``: the
     fraction of the best group's final primary metric that defines "reached the target".
+    ``figures=False`` (``report.figures=false``, ``lossbench-report --no-figures``): tables,
+    statistics and the answer only, no figure drawn (drawing is most of a small report's time).
     Returns the path of ``report/index.html``. Raises ``NoRunsError`` (a ValueError) for a
     directory that is missing or holds no usable runs.
     """
@@ -120,11 +122,16 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
         write_csv(report_dir / "pairs.csv", pairs)
         written.append("report/pairs.csv")
 
-    with matplotlib.rc_context(RC):
-        figures = _all_figures(runs, tuned, layout, report_dir)
+    drawn = figures
+    if drawn:
+        with matplotlib.rc_context(RC):
+            figures = _all_figures(runs, tuned, layout, report_dir)
+    else:
+        remove_figures(report_dir)
+        figures = []
     index = report_dir / "index.html"
     write_text(index, _html(runs, tuned, layout, answer_stats, frames, figures, report_dir, out_dir, written,
-                            early, also))
+                            early, also, drawn))
     return index
 
 
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
                              "several are merged")
     parser.add_argument("--out", type=Path, default=None, metavar="DIR",
                         help="output directory (default: the first SWEEP_DIR)")
+    parser.add_argument("--no-figures", action="store_true",
+                        help="tables, statistics and the answer only: draw no figure (faster)")
     parser.add_argument("--target-fraction", type=float, default=0.95, metavar="F",
                         help="a run reaches the target at F times the best group's final "
                              "accuracy / R² (default 0.95; in (0, 1])")
@@ -156,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.target_fraction <= 1.0:
         parser.error(f"--target-fraction must be in (0, 1], got {args.target_fraction}")
     try:
-        index = build_report(args.sweep_dirs, args.out, args.target_fraction)
+        index = build_report(args.sweep_dirs, args.out, args.target_fraction, figures=not args.no_figures)
     except (ReportInputError, DamagedRun, SchemaError) as error:
         parser.error(str(error))
     except OSError as error:  # a full disk, a read-only folder: one line, no traceback
@@ -259,14 +268,17 @@ def _early_html(early: tuple, answer_stats: pd.DataFrame, layout: Layout) -> str
 
 def _html(runs: Runs, tuned: TunedView | None, layout: Layout, answer_stats: pd.DataFrame,
           frames: list, figures: list[FigureFile], report_dir: Path, out_dir: Path,
-          written: list[str], early: tuple | None = None, also: list | None = None) -> str:
-    headline, unknown = _headline_names(runs, tuned, figures)
+          written: list[str], early: tuple | None = None, also: list | None = None, drawn: bool = True) -> str:
+    headline, unknown = _headline_names(runs, tuned, figures) if drawn else ([], [])
     by_name = {f.name: f for f in figures}
     answer = ("<ul class='answer'>" + "".join(
         f"<li>{f'<b>{html.escape(where)}</b>: ' if where else ''}{html.escape(text)}</li>"
         for where, text in _answer_items(answer_stats, runs, layout, tuned)) + "</ul>")
     warn = "".join(f"<p class='warn'>report.headline names '{html.escape(n)}', which this report "
                    "does not have.</p>" for n in unknown)
+    if not drawn:
+        warn += ("<p class='note'>Figures were not drawn (report.figures=false); draw them with: "
+                 f"lossbench-report {html.escape(' '.join(str(d) for d in runs.sweep_dirs))}</p>")
     if runs.damaged:
         warn += (f"<p class='warn'>{len(runs.damaged)} damaged run folder(s) left out; see "
                  "<a href='#runs'>Runs</a>.</p>")

@@ -522,7 +522,8 @@ class Engine:
 
         try:  # one report writer at a time: two sweeps into one folder may finish together
             with FileLock(str(sweep_dir / ".lossbench.report.lock")):
-                index = build_report([sweep_dir], target_fraction=float(self.config.report.target_fraction))
+                index = build_report([sweep_dir], target_fraction=float(self.config.report.target_fraction),
+                                     figures=bool(self.config.report.get("figures", True)))
         except Exception as err:
             self._log_error(sweep_dir, err)
             print(f"lossbench: error: the report failed: {type(err).__name__}: {err}\n"
