@@ -97,7 +97,8 @@ def load_checkpoint(run_dir: Path, *, config_hash: str | None, epochs: int, eval
         np.copyto(model.params[name], value)
     optimizer.load_state_dict(optimizer_state)
     rng.bit_generator.state = rng_state
-    log.info("resuming from the checkpoint at epoch %d of %d", state.epoch, epochs)
+    # the folder is named: in a stacked pack, every run's line goes to the job log of the last prepared run
+    log.info("resuming from the checkpoint at epoch %d of %d in %s", state.epoch, epochs, run_dir)
     return state
 
 

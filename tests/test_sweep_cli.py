@@ -81,10 +81,17 @@ def _launcher_args(launcher: str) -> list[str]:
             "submitit_local": ["hydra/launcher=submitit_local"]}[launcher]
 
 
-def _start(args, cwd):
-    env = dict(os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0")
+def _as_at_a_terminal() -> None:
+    """In the child before exec: Ctrl-C (SIGINT) acts, as at a terminal, even when this test process
+    was started with SIGINT ignored (a shell's background job), which the child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(args, cwd, env=None):
+    env = dict(env or os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0")
     return subprocess.Popen([sys.executable, "-m", "lossbench", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                            preexec_fn=_as_at_a_terminal)
 
 
 def _training_run(sweep_dir: Path, fragment: str, timeout: float = 90) -> int:
@@ -198,11 +205,9 @@ def test_ctrl_c_that_library_code_turns_into_another_error_is_still_a_ctrl_c(tmp
     """Basic launcher, runs in the sweep's process: the signal, not the exception's type, says Ctrl-C."""
     (tmp_path / "swallow.py").write_text(SWALLOWING_LOSS)
     sweep_dir = tmp_path / "sweep"
-    env = dict(os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0", PYTHONPATH=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-m", "lossbench", "-m", "dataset=digits", "optimizer=sgd", "loss=ce",
-                             "loss._target_=swallow.SwallowingCE", "trainer.epochs=200", "seed=0,1,2", NO_FIGURES,
-                             f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    proc = _start(["-m", "dataset=digits", "optimizer=sgd", "loss=ce", "loss._target_=swallow.SwallowingCE",
+                   "trainer.epochs=200", "seed=0,1,2", NO_FIGURES, f"hydra.sweep.dir={sweep_dir}"], tmp_path,
+                  env=dict(os.environ, PYTHONPATH=str(tmp_path)))
     _training_run(sweep_dir, "seed=0")
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGINT)
@@ -213,6 +218,21 @@ def test_ctrl_c_that_library_code_turns_into_another_error_is_still_a_ctrl_c(tmp
     assert len(missing) == 3 and {m["reason"] for m in missing} == {"interrupted (Ctrl-C)"}
     assert not list(sweep_dir.glob("*/summary.json")), "no run is recorded as failed by the Ctrl-C"
     assert _claims_released(sweep_dir, timeout=5)
+
+
+def test_a_sweep_started_with_sigint_ignored_keeps_ignoring_it(tmp_path):
+    """nohup, a shell's background job: SIGINT is ignored there, and the sweeper must not undo that."""
+    sweep_dir = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONHASHSEED="0", HYDRA_FULL_ERROR="0")
+    proc = subprocess.Popen([sys.executable, "-m", "lossbench", "-m", "dataset=digits", "optimizer=sgd",
+                             "trainer.epochs=12", "seed=0,1", NO_FIGURES, f"hydra.sweep.dir={sweep_dir}"],
+                            cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    _training_run(sweep_dir, "seed=")
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert "2 completed" in out and "interrupted" not in out + err
 
 
 def test_workers_end_when_the_sweep_is_killed(tmp_path):

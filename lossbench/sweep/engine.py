@@ -273,13 +273,16 @@ class Engine:
             yield
             return
         previous = signal.getsignal(signal.SIGINT)
+        if not callable(previous) and previous != signal.SIG_DFL:  # ignored (nohup, a background job): stays so
+            yield
+            return
 
         def note(signum, frame):
             self.ctrl_c = True
             CTRL_C.set()  # in this process (basic launcher): no further run starts, no run records it as its failure
             if callable(previous):
                 previous(signum, frame)
-            elif previous != signal.SIG_IGN:
+            else:
                 raise KeyboardInterrupt
 
         signal.signal(signal.SIGINT, note)
