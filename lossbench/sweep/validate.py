@@ -93,6 +93,12 @@ class Composer:
             raise PlanError(base)
         plain, choices = base
         cfg = OmegaConf.create(copy.deepcopy(plain))
+        self._apply_values(cfg, overrides)
+        OmegaConf.set_struct(cfg, True)
+        return cfg, dict(choices)
+
+    def _apply_values(self, cfg: DictConfig, overrides: list[Override]) -> None:
+        """Apply the value overrides to ``cfg`` as Hydra does (the key must exist); PlanError if one cannot."""
         for override in overrides:
             if self._structural(override):
                 continue
@@ -103,8 +109,6 @@ class Composer:
                 OmegaConf.update(cfg, key, override.value(), merge=True)
             except Exception as err:
                 raise PlanError(f"Error merging override {override.input_line}: {_one_line(err)}") from None
-        OmegaConf.set_struct(cfg, True)
-        return cfg, dict(choices)
 
 
     def job_config(self, lines: tuple[str, ...]) -> DictConfig | None:
@@ -132,15 +136,10 @@ class Composer:
         if base is None:
             return None
         cfg = copy.deepcopy(base)
-        for override in overrides:
-            if self._structural(override):
-                continue
-            if not _exists(cfg, override.key_or_group):
-                return None
-            try:
-                OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
-            except Exception:
-                return None
+        try:
+            self._apply_values(cfg, overrides)
+        except PlanError:
+            return None
         task = [o for o in overrides if not o.is_hydra_override()]
         with read_write(cfg.hydra), open_dict(cfg.hydra):
             cfg.hydra.overrides.task.clear()
