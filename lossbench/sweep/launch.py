@@ -105,8 +105,6 @@ class SweepTask:
         except Exception as err:  # the packed runs still run; the launcher job reports the first error
             error = err
         for index, overrides in self.packs.get(key, []):
-            if CTRL_C.is_set():
-                raise KeyboardInterrupt
             result = self._packed_job(index, overrides, self.task_function)
             if error is None and result.status.name == "FAILED":
                 try:
@@ -155,6 +153,11 @@ class SweepTask:
         from hydra.core.utils import run_job
         from omegaconf import open_dict
 
+        from lossbench.run import CTRL_C
+
+        if CTRL_C.is_set():  # after a Ctrl-C in this process (basic launcher) no further packed run starts
+            raise KeyboardInterrupt
+
         config = self._composer().job_config(tuple(overrides))
         if config is None:
             config = self.hydra_context.config_loader.load_sweep_config(
@@ -167,12 +170,10 @@ class SweepTask:
 
     def _prepare_packed(self, packed, prepared: list) -> Exception | None:
         """Prepare each packed run in its own Hydra job, appending to ``prepared``; returns the first error."""
-        from lossbench.run import CTRL_C, Prepared, prepare
+        from lossbench.run import Prepared, prepare
 
         error = None
         for index, overrides in packed:
-            if CTRL_C.is_set():
-                raise KeyboardInterrupt
             result = self._packed_job(index, overrides, prepare)
             try:
                 value = result.return_value  # re-raises the exception of a run that could not be prepared
