@@ -101,16 +101,31 @@ def iter_groups(table: pd.DataFrame, keys: list[str]) -> Iterator[tuple[tuple, p
         if len(table):
             yield (), table
         return
-    combos = []
-    for _, row in table[keys].iterrows():
-        combo = tuple(row[key] for key in keys)
-        if not any(all(_same(a, b) for a, b in zip(combo, seen)) for seen in combos):
+    combos: list[tuple] = []
+    rows: list[list[int]] = []
+    found: dict = {}  # hashable combination (missing values as one marker) -> its index in combos
+    for position, combo in enumerate(zip(*(table[key].tolist() for key in keys))):
+        marked = tuple(_MISSING if _is_missing(v) else v for v in combo)
+        try:
+            index = found.get(marked)
+        except TypeError:  # a list or dict value: compare with each combination seen
+            index = next((i for i, seen in enumerate(combos) if all(_same(a, b) for a, b in zip(combo, seen))), None)
+            marked = None
+        if index is None:
+            index = len(combos)
             combos.append(combo)
-    order = {key: ordered_values(table[key]) for key in keys}
-    combos.sort(key=lambda combo: [index_of(order[k], v) for k, v in zip(keys, combo)])
-    for combo in combos:
-        mask = np.all([mask_equal(table[key], value) for key, value in zip(keys, combo)], axis=0)
-        yield combo, table[mask]
+            rows.append([])
+            if marked is not None:
+                found[marked] = index
+        rows[index].append(position)
+    # a value's first row starts a new combination, so the combinations keep each key's order of appearance
+    order = {key: _ordered([combo[j] for combo in combos]) for j, key in enumerate(keys)}
+    ranked = sorted(range(len(combos)), key=lambda i: [index_of(order[k], v) for k, v in zip(keys, combos[i])])
+    for i in ranked:
+        yield combos[i], table.iloc[rows[i]]
+
+
+_MISSING = object()
 
 
 def ordered_values(column: pd.Series) -> list:
@@ -118,8 +133,12 @@ def ordered_values(column: pd.Series) -> list:
 
     ``load_runs`` sorts runs into the order typed in the sweep, so first appearance is that order.
     """
+    return _ordered(column.tolist())
+
+
+def _ordered(column: list) -> list:
     values = []
-    for value in column.tolist():
+    for value in column:
         if not any(_same(value, seen) for seen in values):
             values.append(value)
     if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values):

@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import base64
 import html
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -50,6 +51,7 @@ from lossbench.report.common import LR_KEY
 from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
 from lossbench.report.exports import SchemaError, write_tables
 from lossbench.report.folders import DamagedRun
+from lossbench.report.drawing import HELPER_MIN_RUNS, Helper, usable_cores
 from lossbench.report.gallery import _all_figures, remove_figures
 from lossbench.report.layout import RC, FigureFile, Layout, _layout, _metric_label
 from lossbench.report.output import write_csv, write_text
@@ -77,13 +79,41 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     Returns the path of ``report/index.html``. Raises ``NoRunsError`` (a ValueError) for a
     directory that is missing or holds no usable runs.
     """
+    helper = _figure_helper(sweep_dirs, target_fraction) if figures else None
+    try:
+        return _build(sweep_dirs, out_dir, target_fraction, figures, helper)
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def _figure_helper(sweep_dirs, target_fraction: float) -> Helper | None:
+    """A helper process for the figures of a study (two or more cores, many runs), started now so
+    that its imports overlap the loading; None for a small sweep, whose figures are drawn here."""
+    if usable_cores() < 2:
+        return None
+    n_runs = 0
+    for sweep_dir in sweep_dirs:
+        try:
+            n_runs += sum(1 for entry in os.scandir(sweep_dir) if entry.is_dir() and entry.name != "report")
+        except OSError:
+            return None  # load_runs says what is wrong with the folder
+    return Helper(sweep_dirs, target_fraction) if n_runs >= HELPER_MIN_RUNS else None
+
+
+def views(runs: Runs) -> tuple[TunedView | None, Layout]:
+    """The tuned view (None for a plain grid) and the layout of groups, colours and panels."""
+    tuned = tuned_view(runs)
+    return tuned, _layout(runs, tuned)
+
+
+def _build(sweep_dirs, out_dir, target_fraction: float, figures: bool, helper: Helper | None) -> Path:
     runs = load_runs([Path(d) for d in sweep_dirs], target_fraction=target_fraction)
     out_dir = Path(out_dir) if out_dir is not None else runs.sweep_dirs[0]
     report_dir = out_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
 
-    tuned = tuned_view(runs)
-    layout = _layout(runs, tuned)
+    tuned, layout = views(runs)
     panel = [layout.panel_key] if layout.panel_key else []
     if tuned is not None:
         answer_stats = tuned_stats(runs, tuned, compare_within=panel)
@@ -125,7 +155,7 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     drawn = figures
     if drawn:
         with matplotlib.rc_context(RC):
-            figures = _all_figures(runs, tuned, layout, report_dir)
+            figures = _all_figures(runs, tuned, layout, report_dir, helper)
     else:
         remove_figures(report_dir)
         figures = []

@@ -1,0 +1,245 @@
+"""Rendering a report's figures: in this process and, with two or more cores, in a helper process.
+
+A :class:`FigureSpec` names one of the report's drawing functions and its arguments; :func:`render`
+calls it and saves the figure as PNG (dpi 110) and SVG. :func:`render_all` hands the specs out one
+at a time, heaviest first, to this process and to a :class:`Helper`: ``python -m
+lossbench.report.drawing SWEEP_DIR ...``, started before the report loads its runs. The helper
+loads the same runs itself, as data, with the report's own reader, and derives the same figure
+list; it draws only when its list and a fingerprint of the runs it read equal this process's (a
+sweep still writing to the folder can change it in between). Messages are JSON lines, and a drawn
+figure's PNG and SVG follow its line as raw bytes: nothing is unpickled. Both draw with the same
+matplotlib settings, so a figure's bytes do not depend on who drew it. A figure the helper could
+not draw (an error, a dead helper) is drawn here, where its error is raised as it would be alone.
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+
+from lossbench.report.layout import RC
+
+#: a helper pays ~2 s of start-up on another core: worth it for the figures of a study, not of 4 runs
+HELPER_MIN_RUNS = 20
+
+
+@dataclass
+class FigureSpec:
+    """One figure: file stem, heading, caption, and ``draw(*args)`` (a Figure, None, or (Figure, notes))."""
+
+    name: str
+    title: str
+    caption: str
+    draw: Callable
+    args: tuple = field(default_factory=tuple)
+    cost: float = 1.0  # relative drawing time: the heaviest are handed out first
+
+
+def render(spec: FigureSpec) -> tuple[str, bytes, bytes] | None:
+    """``(caption, png, svg)`` of the figure, or None when it does not apply (nothing to draw)."""
+    with matplotlib.rc_context(RC):  # the report's settings, whichever process draws
+        drawn = spec.draw(*spec.args)
+        figure, notes = drawn if isinstance(drawn, tuple) else (drawn, [])
+        if figure is None:
+            return None
+        png, svg = io.BytesIO(), io.BytesIO()
+        figure.savefig(png, format="png", dpi=110, metadata={"Software": None})
+        figure.set_layout_engine("none")  # keep the layout the PNG got: constrained layout is slow
+        figure.savefig(svg, format="svg", metadata={"Date": None})
+    caption = spec.caption + (" Not drawn: " + "; ".join(notes) + "." if notes else "")
+    return caption, png.getvalue(), svg.getvalue()
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _send(stream, message: dict, *payloads: bytes) -> None:
+    stream.write(json.dumps(message).encode() + b"\n")
+    for payload in payloads:
+        stream.write(payload)
+    stream.flush()
+
+
+def _receive(stream) -> dict:
+    line = stream.readline()
+    if not line.endswith(b"\n"):
+        raise EOFError("the other side closed the pipe")
+    return json.loads(line)
+
+
+def _read_exactly(stream, size: int) -> bytes:
+    data = stream.read(size)
+    if len(data) != size:
+        raise EOFError("the other side closed the pipe")
+    return data
+
+
+def fingerprint(runs) -> str:
+    """A digest of the runs a report read (its results table and the size of its curves)."""
+    text = runs.results.to_csv(index=False) + f"|{runs.curves.shape}|{len(runs.tune_results)}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def describe(specs: list[FigureSpec]) -> list[list[str]]:
+    return [[spec.name, spec.title, spec.caption] for spec in specs]
+
+
+def _lossbench_file() -> str:
+    import lossbench
+
+    return str(Path(lossbench.__file__).resolve())
+
+
+class Helper:
+    """A child process drawing figures for :func:`render_all`; :meth:`close` ends it."""
+
+    def __init__(self, sweep_dirs, target_fraction: float):
+        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this lossbench
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+        command = [sys.executable, "-m", "lossbench.report.drawing", f"--target-fraction={target_fraction!r}",
+                   "--", *[str(d) for d in sweep_dirs]]
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, env=env)
+        self.expected: dict | None = None  # set by the report once it knows its runs and figures
+        self.hello: dict | None = None
+        self.failed: str | None = None
+        self.drawn = 0
+
+    def ready(self) -> dict:
+        """Wait for the child's first message: its lossbench, the runs it read, the figures it would draw."""
+        if self.hello is None:
+            self.hello = _receive(self.process.stdout)
+        return self.hello
+
+    def serve(self, take: Callable[[], int | None], results: list, done: list) -> None:
+        """Run in a thread: once the child has the same figures, draw those ``take`` hands out."""
+        try:
+            if self.ready() != self.expected:
+                raise RuntimeError("the helper read other runs or another lossbench")
+            while (index := take()) is not None:
+                _send(self.process.stdin, {"draw": index})
+                reply = _receive(self.process.stdout)
+                for category, message in reply.get("warnings", []):
+                    found = getattr(builtins, category, None)
+                    kind = found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
+                    warnings.warn(message, kind, stacklevel=2)
+                if reply.get("drawn"):
+                    png = _read_exactly(self.process.stdout, reply["png"])
+                    svg = _read_exactly(self.process.stdout, reply["svg"])
+                    results[index], done[index] = (reply["caption"], png, svg), True
+                    self.drawn += 1
+                elif reply.get("nothing"):
+                    results[index], done[index] = None, True
+                    self.drawn += 1
+                # an error: left undone, so this process draws it and raises it as it would alone
+            _send(self.process.stdin, {"draw": None})
+        except Exception as err:  # a dead or broken helper: this process draws what is left
+            self.failed = f"{type(err).__name__}: {err}"
+
+    def close(self) -> None:
+        """End the child (it holds nothing: the files are written by this process); safe to call twice."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def render_all(specs: list[FigureSpec], helper: Helper | None = None) -> list[tuple[str, bytes, bytes] | None]:
+    """:func:`render` of every spec, in order; with a helper (its ``expected`` set), shared out one at a time."""
+    results: list = [None] * len(specs)
+    done = [False] * len(specs)
+    queue = deque(sorted(range(len(specs)), key=lambda i: -specs[i].cost))
+    lock = threading.Lock()
+    in_flight: list[int] = []  # the spec the helper is drawing
+
+    def take() -> int | None:
+        with lock:
+            return queue.popleft() if queue else None
+
+    def take_for_helper() -> int | None:
+        with lock:
+            in_flight.clear()
+            if queue:
+                in_flight.append(queue.popleft())
+            return in_flight[0] if in_flight else None
+
+    thread = None
+    if helper is not None and len(specs) > 1:
+        thread = threading.Thread(target=helper.serve, args=(take_for_helper, results, done),
+                                  name="lossbench-figures", daemon=True)
+        thread.start()
+    try:
+        while (index := take()) is not None:
+            results[index], done[index] = render(specs[index]), True
+        if thread is not None:
+            with lock:
+                idle = not in_flight
+            if idle:  # still starting, or done: this process drew everything, nothing to wait for
+                helper.close()
+            thread.join()
+    finally:
+        if helper is not None:
+            helper.close()
+    for index, spec in enumerate(specs):  # what the helper could not draw
+        if not done[index]:
+            results[index] = render(spec)
+    return results
+
+
+def _child(argv: list[str]) -> None:
+    """The helper: load the runs, say which figures it would draw, then draw each index it is sent."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a library's print must not corrupt the pipe
+    target_fraction = float(argv[0].split("=", 1)[1])
+    sweep_dirs = [Path(d) for d in argv[2:]]
+    from lossbench.report.gallery import figure_specs
+    from lossbench.report.page import views
+    from lossbench.report.tables import load_runs
+
+    runs = load_runs(sweep_dirs, target_fraction=target_fraction)
+    tuned, layout = views(runs)
+    specs = figure_specs(runs, tuned, layout)
+    _send(stdout, {"lossbench": _lossbench_file(), "runs": fingerprint(runs), "figures": describe(specs)})
+    while (index := _receive(stdin)["draw"]) is not None:
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                result, error = render(specs[index]), None
+            except Exception as err:
+                result, error = None, f"{type(err).__name__}: {err}"
+        noted = [[w.category.__name__, str(w.message)] for w in caught]
+        if error is not None:
+            _send(stdout, {"error": error, "warnings": noted})
+        elif result is None:
+            _send(stdout, {"nothing": True, "warnings": noted})
+        else:
+            caption, png, svg = result
+            _send(stdout, {"drawn": True, "caption": caption, "png": len(png), "svg": len(svg),
+                           "warnings": noted}, png, svg)
+
+
+if __name__ == "__main__":
+    try:
+        _child(sys.argv[1:])
+    except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the report ended, or stopped needing it
+        pass
