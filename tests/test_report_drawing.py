@@ -100,3 +100,17 @@ def test_the_report_drawn_with_a_helper_is_the_report_drawn_alone(sweep, tmp_pat
     assert any(name.endswith(".svg") for name in files)
     for name in files:
         assert (tmp_path / "helper" / "report" / name).read_bytes() == (tmp_path / "alone" / "report" / name).read_bytes(), name
+
+
+def test_a_helper_that_stops_answering_costs_a_wait_not_the_report(sweep, alone):
+    import subprocess
+
+    specs, expected = _specs(sweep)
+    helper = drawing.Helper([sweep], 0.95)
+    helper.close()
+    helper.process = subprocess.Popen(["sleep", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    helper._reader = drawing._Reader(helper.process.stdout)
+    helper.expected = helper.hello = expected  # as if it had said hello, then hung
+    helper.patience = 0.5
+    assert drawing.render_all(specs, helper) == alone
+    assert helper.drawn == 0 and "in time" in helper.failed and helper.process.poll() is not None

@@ -161,6 +161,89 @@ def test_a_packed_runs_config_is_the_one_hydra_composes(lines):
         assert OmegaConf.is_struct(a) == OmegaConf.is_struct(b) and OmegaConf.is_readonly(a) == OmegaConf.is_readonly(b)
 
 
+@pytest.mark.parametrize("lines", [
+    ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000"),
+    ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),
+])
+def test_a_packed_runs_job_leaves_what_hydras_run_job_leaves(lines, tmp_path):
+    """A packed run's Hydra job is lossbench's lean copy of ``run_job`` (one HydraConfig copy, the
+    composer's task config): the task must see the same config, HydraConfig, working folder and
+    log, and the folder must hold the same ``.hydra`` files and log as after Hydra's own."""
+    import logging
+    from pathlib import Path
+
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.utils import run_job
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf, open_dict
+
+    from lossbench.sweep.job import run_packed_job
+    from lossbench.sweep.validate import Composer
+
+    class Callbacks:  # records what the job hands its callbacks
+        def __init__(self):
+            self.seen = []
+
+        def on_job_start(self, config, task_function):
+            self.seen.append(("start", OmegaConf.to_yaml(config)))
+
+        def on_job_end(self, config, job_return):
+            self.seen.append(("end", OmegaConf.to_yaml(config), job_return.status))
+
+    def task(cfg):
+        handlers = sorted(h.baseFilename for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler))
+        flags = [(OmegaConf.is_struct(node), OmegaConf.is_readonly(node))
+                 for node in (cfg, cfg.optimizer, cfg.trainer, HydraConfig.get(), HydraConfig.get().runtime)]
+        logging.getLogger("lossbench").info("a line in the job log")
+        return (OmegaConf.to_yaml(cfg), OmegaConf.to_yaml(HydraConfig.get()), os.getcwd(), handlers, flags,
+                OmegaConf.to_container(cfg, resolve=True))
+
+    root = logging.getLogger()
+    kept = root.handlers[:], root.level
+    seen = {}
+    try:
+        with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+            loader = GlobalHydra.instance().config_loader()
+            master = loader.load_configuration(config_name="config", overrides=[f"hydra.sweep.dir={tmp_path}"],
+                                               run_mode=RunMode.MULTIRUN)
+            composer = Composer(loader, master)
+            for way in ("hydra", "packed"):
+                config = composer.job_config(lines)
+                with open_dict(config):
+                    config.hydra.job.id, config.hydra.job.num = "packed_3", 3
+                callbacks = Callbacks()
+                context = HydraContext(config_loader=loader, callbacks=callbacks)
+                before = HydraConfig.instance().cfg
+                if way == "hydra":
+                    ret = run_job(hydra_context=context, task_function=task, config=config,
+                                  job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
+                else:
+                    ret = run_packed_job(context, task, config, composer.task_config(lines))
+                assert HydraConfig.instance().cfg is before  # restored after the job
+                for handler in root.handlers:
+                    handler.flush()
+                run_dir = Path(OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir"))
+                files = {p.relative_to(run_dir).as_posix(): p.read_text() for p in sorted(run_dir.rglob("*"))
+                         if p.is_file()}
+                files["lossbench.log"] = "\n".join(line.split(" - ", 1)[-1] for line in files["lossbench.log"].splitlines())
+                seen[way] = (ret.status, ret.return_value, ret.overrides, ret.task_name, ret.working_dir,
+                             OmegaConf.to_yaml(ret.cfg), OmegaConf.to_yaml(ret.hydra_cfg), callbacks.seen, files)
+                for handler in root.handlers[:]:
+                    if isinstance(handler, logging.FileHandler):
+                        root.removeHandler(handler)
+                        handler.close()
+                import shutil
+
+                shutil.rmtree(run_dir)
+    finally:
+        root.handlers[:], _ = kept[0], root.setLevel(kept[1])
+    assert seen["hydra"][1][3] and sorted(seen["hydra"][8]) == [".hydra/config.yaml", ".hydra/hydra.yaml",
+                                                                  ".hydra/overrides.yaml", "lossbench.log"]
+    assert seen["packed"] == seen["hydra"]
+
+
 def test_a_packed_run_that_adds_or_misspells_a_key_composes_with_hydra():
     from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra

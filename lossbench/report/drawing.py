@@ -19,9 +19,11 @@ import hashlib
 import io
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field
@@ -34,6 +36,9 @@ from lossbench.report.layout import RC
 
 #: a helper pays ~2 s of start-up on another core: worth it for the figures of a study, not of 4 runs
 HELPER_MIN_RUNS = 20
+#: how long a figure the helper draws may take (at least; render_all allows 5x its own slowest), and its start-up
+FIGURE_PATIENCE_S = 20.0
+HELLO_PATIENCE_S = 120.0
 
 
 @dataclass
@@ -84,11 +89,33 @@ def _receive(stream) -> dict:
     return json.loads(line)
 
 
-def _read_exactly(stream, size: int) -> bytes:
-    data = stream.read(size)
-    if len(data) != size:
-        raise EOFError("the other side closed the pipe")
-    return data
+class _Reader:
+    """Reads the child's stdout with a deadline (select on the pipe): a stuck helper costs a wait, not the report."""
+
+    def __init__(self, stream):
+        self.fd = stream.fileno()
+        self.buffer = b""
+
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([self.fd], [], [], remaining)[0]:
+            raise TimeoutError("the helper did not answer in time")
+        chunk = os.read(self.fd, 1 << 20)
+        if not chunk:
+            raise EOFError("the helper closed the pipe")
+        self.buffer += chunk
+
+    def line(self, deadline: float) -> dict:
+        while b"\n" not in self.buffer:
+            self._fill(deadline)
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return json.loads(line)
+
+    def exactly(self, size: int, deadline: float) -> bytes:
+        while len(self.buffer) < size:
+            self._fill(deadline)
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
 
 
 def fingerprint(runs) -> str:
@@ -121,11 +148,13 @@ class Helper:
         self.hello: dict | None = None
         self.failed: str | None = None
         self.drawn = 0
+        self.patience = FIGURE_PATIENCE_S  # raised by render_all to 5x the slowest figure drawn here
+        self._reader = _Reader(self.process.stdout)
 
-    def ready(self) -> dict:
+    def ready(self, timeout: float = HELLO_PATIENCE_S) -> dict:
         """Wait for the child's first message: its lossbench, the runs it read, the figures it would draw."""
         if self.hello is None:
-            self.hello = _receive(self.process.stdout)
+            self.hello = self._reader.line(time.monotonic() + timeout)
         return self.hello
 
     def serve(self, take: Callable[[], int | None], results: list, done: list) -> None:
@@ -135,14 +164,15 @@ class Helper:
                 raise RuntimeError("the helper read other runs or another lossbench")
             while (index := take()) is not None:
                 _send(self.process.stdin, {"draw": index})
-                reply = _receive(self.process.stdout)
+                deadline = time.monotonic() + self.patience
+                reply = self._reader.line(deadline)
                 for category, message in reply.get("warnings", []):
                     found = getattr(builtins, category, None)
                     kind = found if isinstance(found, type) and issubclass(found, Warning) else UserWarning
                     warnings.warn(message, kind, stacklevel=2)
                 if reply.get("drawn"):
-                    png = _read_exactly(self.process.stdout, reply["png"])
-                    svg = _read_exactly(self.process.stdout, reply["svg"])
+                    png = self._reader.exactly(reply["png"], deadline)
+                    svg = self._reader.exactly(reply["svg"], deadline)
                     results[index], done[index] = (reply["caption"], png, svg), True
                     self.drawn += 1
                 elif reply.get("nothing"):
@@ -191,7 +221,10 @@ def render_all(specs: list[FigureSpec], helper: Helper | None = None) -> list[tu
         thread.start()
     try:
         while (index := take()) is not None:
+            tic = time.monotonic()
             results[index], done[index] = render(specs[index]), True
+            if helper is not None:
+                helper.patience = max(helper.patience, 5 * (time.monotonic() - tic))
         if thread is not None:
             with lock:
                 idle = not in_flight

@@ -64,6 +64,7 @@ class Engine:
         self.hydra_context = None
         self.config: DictConfig | None = None
         self.launcher = None
+        self.warming = None  # the thread starting the joblib workers (warm_joblib_workers)
         self.task = None
         self.jobs: list[Job] = []
         self.outcomes: list[dict] = []
@@ -166,7 +167,7 @@ class Engine:
         from lossbench.build import ConfigError
         from lossbench.records import code_version
         from lossbench.sweep.claim import held_elsewhere
-        from lossbench.sweep.validate import check, quiet_repeats
+        from lossbench.sweep.validate import check, quiet_repeats, work_estimate
 
         finished = self.finished
         version = code_version()
@@ -200,10 +201,11 @@ class Engine:
                        _valid_seed(job.extra["cfg"]))
                 if key not in verdicts:
                     try:
-                        verdicts[key] = (check(job.extra["cfg"], job.extra["choices"]).data.task, None)
+                        built = check(job.extra["cfg"], job.extra["choices"])
+                        verdicts[key] = (built.data.task, None, work_estimate(built, int(job.extra["cfg"].trainer.epochs)))
                     except ConfigError as err:
-                        verdicts[key] = (None, str(err))
-                job.task, message = verdicts[key]
+                        verdicts[key] = (None, str(err), 0.0)
+                job.task, message, job.extra["work"] = verdicts[key]
                 if message is not None:
                     job.status, job.message = ("skipped" if skip_invalid else "invalid"), message
                     continue
@@ -235,6 +237,10 @@ class Engine:
         self.jobs, self.outcomes, self.n_planned, self.next_index = [], [], 0, 0
         self.validation_seconds = 0.0
         lines = self.expand(arguments)
+        if len(self.finished) < len(lines):  # runs to train: start the workers while the sweep plans
+            from lossbench.sweep.launch import warm_joblib_workers
+
+            self.warming = warm_joblib_workers(self.launcher)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(cfg))
         protocol = (cfg.sweep.get("protocol") or {}).get("name", "grid")
@@ -407,7 +413,12 @@ class Engine:
             return outcome
         watcher = Watcher(watched, self._labels(jobs), enabled=not quiet).start()
         outcome["watcher"] = watcher
+        if self.warming is not None:  # the workers' head start: done before the launcher uses them
+            self.warming.join()
+            self.warming = None
         packs = self._packs(to_run)
+        if self._parallel_jobs() > 1:  # the longest launcher jobs first: no worker starts a long one at the end
+            packs.sort(key=lambda pack: -sum(job.extra.get("work", 0.0) for job in pack))
         self.task.packs = {tuple(p[0].overrides): [(j.index, j.overrides) for j in p[1:]] for p in packs}
         self.task.stacked = self.stack_size > 1
         try:

@@ -18,9 +18,12 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from pathlib import Path
 
 log = logging.getLogger("lossbench")
+
+_COMPOSERS: dict = {}  # sweep token -> Composer, in this process (see SweepTask._composer)
 
 
 def _proc_stat(pid: int) -> tuple[str, str] | None:
@@ -78,6 +81,7 @@ class SweepTask:
         self.sweeper_pid = os.getpid()
         self.sweeper_start = (_proc_stat(self.sweeper_pid) or (None, None))[1]
         self.sweeper_host = socket.gethostname()
+        self.sweep_token = uuid.uuid4().hex  # names this sweep's composer in a worker process
 
     def _start_watchdog(self) -> None:
         if os.getpid() == self.sweeper_pid or socket.gethostname() != self.sweeper_host:
@@ -136,11 +140,16 @@ class SweepTask:
         return objective_value(summary, cfg.sweep.get("objective", "auto"))
 
     def _composer(self):
-        """This process's composer of packed runs' configs (one Hydra composition per pack, not per run)."""
+        """This process's composer of the sweep's packed runs' configs: one Hydra composition per
+        structural override set (a data set, a loss) and process, not per run nor per launcher job
+        (a worker unpickles a new SweepTask for every job; the composer outlives it)."""
         if getattr(self, "_job_composer", None) is None:
             from lossbench.sweep.validate import Composer
 
-            self._job_composer = Composer(self.hydra_context.config_loader, self.master_config)
+            if self.sweep_token not in _COMPOSERS:
+                _COMPOSERS.clear()  # one sweep at a time per process
+                _COMPOSERS[self.sweep_token] = Composer(self.hydra_context.config_loader, self.master_config)
+            self._job_composer = _COMPOSERS[self.sweep_token]
         return self._job_composer
 
     def __getstate__(self) -> dict:
@@ -154,17 +163,22 @@ class SweepTask:
         from omegaconf import open_dict
 
         from lossbench.run import CTRL_C
+        from lossbench.sweep.job import run_packed_job
 
         if CTRL_C.is_set():  # after a Ctrl-C in this process (basic launcher) no further packed run starts
             raise KeyboardInterrupt
 
-        config = self._composer().job_config(tuple(overrides))
+        composer = self._composer()
+        config = composer.job_config(tuple(overrides))
+        task_cfg = None if config is None else composer.task_config(tuple(overrides))
         if config is None:
             config = self.hydra_context.config_loader.load_sweep_config(
                 master_config=self.master_config, sweep_overrides=list(overrides))
         with open_dict(config):
             config.hydra.job.id = f"packed_{index}"
             config.hydra.job.num = index
+        if task_cfg is not None and config.hydra.job.chdir is False:
+            return run_packed_job(self.hydra_context, task_function, config, task_cfg)
         return run_job(hydra_context=self.hydra_context, task_function=task_function, config=config,
                        job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir")
 
@@ -183,6 +197,52 @@ class SweepTask:
             if isinstance(value, Prepared):
                 prepared.append(value)
         return error
+
+
+def _warm_worker() -> int:
+    """In a joblib worker: import what its runs need (NumPy, scikit-learn's data sets, Hydra, the runner)."""
+    import hydra.core.utils  # noqa: F401
+
+    import lossbench.data  # noqa: F401
+    import lossbench.run  # noqa: F401
+    import lossbench.stack  # noqa: F401
+    import lossbench.sweep.job  # noqa: F401
+
+    return os.getpid()
+
+
+def warm_joblib_workers(launcher) -> threading.Thread | None:
+    """Start the joblib launcher's worker processes now, in a thread, so that their start-up (~2 s of
+    imports each) overlaps the sweep's planning; None for another launcher.
+
+    The workers are loky's reusable executor, created with the launcher's own ``Parallel`` arguments,
+    so the launcher's first ``launch`` finds them running (loky reuses an executor whose arguments
+    are equal). A failure here costs nothing but the head start.
+    """
+    settings = getattr(launcher, "joblib", None)
+    if type(launcher).__name__ != "JoblibLauncher" or settings is None:
+        return None
+    arguments = dict(settings)
+    arguments["backend"] = "loky"  # as hydra_joblib_launcher's launch sets it
+    for key in ("pre_dispatch", "batch_size", "max_nbytes"):  # ... and converts these
+        try:
+            arguments[key] = int(arguments[key]) if arguments.get(key) else arguments.get(key)
+        except (TypeError, ValueError):
+            pass
+
+    def warm():
+        try:
+            from joblib import Parallel, cpu_count, delayed
+
+            n_jobs = arguments.get("n_jobs") or 1
+            workers = cpu_count() if n_jobs < 0 else n_jobs
+            Parallel(**arguments)(delayed(_warm_worker)() for _ in range(2 * workers))
+        except Exception as err:
+            log.debug("warming the joblib workers failed: %s", err)
+
+    thread = threading.Thread(target=warm, name="lossbench-warm-workers", daemon=True)
+    thread.start()
+    return thread
 
 
 def descendants(pid: int | None = None) -> list[int]:
