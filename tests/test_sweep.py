@@ -258,3 +258,28 @@ def test_a_packed_run_that_adds_or_misspells_a_key_composes_with_hydra():
         assert composer.job_config(("+extra=1", "seed=0")) is None
         assert composer.job_config(("optimizer.lrr=0.1", "seed=0")) is None
         assert composer.job_config(("loss=nope", "seed=0")) is None
+
+
+def test_the_warmed_joblib_workers_are_the_ones_the_launcher_uses():
+    """warm_joblib_workers starts loky's reusable executor with the launcher's own arguments, so the
+    launcher's Parallel (arguments converted as hydra_joblib_launcher converts them) reuses it."""
+    from joblib import Parallel, delayed
+    from hydra_plugins.hydra_joblib_launcher._core import process_joblib_cfg
+    from hydra_plugins.hydra_joblib_launcher.config import JobLibLauncherConf
+    from hydra_plugins.hydra_joblib_launcher.joblib_launcher import JoblibLauncher
+    from omegaconf import OmegaConf
+
+    from lossbench.sweep.launch import warm_joblib_workers
+
+    settings = OmegaConf.to_container(OmegaConf.structured(JobLibLauncherConf(n_jobs=2)))
+    settings.pop("_target_")
+    launcher = JoblibLauncher(**settings)
+    thread = warm_joblib_workers(launcher)
+    thread.join(timeout=120)
+    assert len(thread.pids) == 2 and os.getpid() not in thread.pids
+    arguments = launcher.joblib  # what the launcher's launch() passes to Parallel
+    arguments["backend"] = "loky"
+    process_joblib_cfg(arguments)
+    used = set(Parallel(**arguments)(delayed(os.getpid)() for _ in range(8)))
+    assert used <= thread.pids
+    assert warm_joblib_workers(object()) is None  # another launcher: nothing started

@@ -2,12 +2,14 @@
 
 :class:`SweepTask` is the task function the sweeper hands to Hydra's launcher (basic, joblib,
 submitit). It runs lossbench's own task for the job's run, then the other runs packed into the same
-launcher job (``hydra.sweeper.runs_per_job``), each composed and run by Hydra's public
-``run_job`` into its own run folder; with stacking (``hydra.sweeper.stack_size`` > 1) every run of
-the launcher job is first prepared in its own Hydra job (folder, log, claim), then they train in
-one stacked pass and each is finished as if alone. In a worker process on the sweeper's host it also watches the
-sweeper: when the sweeper is gone (SIGKILL, a closed terminal), the worker ends itself instead of
-training on for minutes and racing a re-run (its run claims are released by the kernel).
+launcher job (``hydra.sweeper.runs_per_job``), each composed and run as its own Hydra job into its
+own run folder (:func:`lossbench.sweep.job.run_packed_job`, the steps of Hydra's ``run_job``); with
+stacking (``hydra.sweeper.stack_size`` > 1) every run of the launcher job is first prepared in its
+own Hydra job (folder, log, claim), then they train in one stacked pass and each is finished as if
+alone. In a worker process on the sweeper's host it also watches the sweeper: when the sweeper is
+gone (SIGKILL, a closed terminal), the worker ends itself instead of training on for minutes and
+racing a re-run (its run claims are released by the kernel). :func:`warm_joblib_workers` starts
+the joblib launcher's workers while the sweep plans.
 """
 
 from __future__ import annotations
@@ -236,11 +238,12 @@ def warm_joblib_workers(launcher) -> threading.Thread | None:
 
             n_jobs = arguments.get("n_jobs") or 1
             workers = cpu_count() if n_jobs < 0 else n_jobs
-            Parallel(**arguments)(delayed(_warm_worker)() for _ in range(2 * workers))
+            thread.pids = set(Parallel(**arguments)(delayed(_warm_worker)() for _ in range(2 * workers)))
         except Exception as err:
             log.debug("warming the joblib workers failed: %s", err)
 
     thread = threading.Thread(target=warm, name="lossbench-warm-workers", daemon=True)
+    thread.pids = set()  # the workers that ran the warm-up
     thread.start()
     return thread
 
