@@ -2,8 +2,8 @@
 
 A :class:`FigureSpec` names one of the report's drawing functions and its arguments; :func:`render`
 calls it and saves the figure as PNG (dpi 110) and SVG. :func:`render_all` hands the specs out one
-at a time, heaviest first, to this process and to a :class:`Helper`: ``python -m
-lossbench.report.drawing SWEEP_DIR ...``, started before the report loads its runs. The helper
+at a time, heaviest first, to this process and to a :class:`Helper`: a child Python process running
+:func:`main` of this module, started before the report loads its runs. The helper
 loads the same runs itself, as data, with the report's own reader, and derives the same figure
 list; it draws only when its list and a fingerprint of the runs it read equal this process's (a
 sweep still writing to the folder can change it in between). Messages are JSON lines, and a drawn
@@ -138,12 +138,14 @@ class Helper:
     """A child process drawing figures for :func:`render_all`; :meth:`close` ends it."""
 
     def __init__(self, sweep_dirs, target_fraction: float):
-        package_root = str(Path(__file__).resolve().parents[2])  # the child imports this lossbench
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
-        command = [sys.executable, "-m", "lossbench.report.drawing", f"--target-fraction={target_fraction!r}",
-                   "--", *[str(d) for d in sweep_dirs]]
+        # the child imports this lossbench, first on its path (``-m`` would put the working folder
+        # first: a source tree there would shadow an installed lossbench)
+        package_root = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {package_root!r}); from lossbench.report.drawing import main; main()"
+        command = [sys.executable, "-c", code, f"--target-fraction={target_fraction!r}", "--",
+                   *[str(d) for d in sweep_dirs]]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, env=env)
+                                        stderr=subprocess.DEVNULL)
         self.expected: dict | None = None  # set by the report once it knows its runs and figures
         self.hello: dict | None = None
         self.failed: str | None = None
@@ -271,7 +273,8 @@ def _child(argv: list[str]) -> None:
                            "warnings": noted}, png, svg)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The helper process's entry point (see :class:`Helper`)."""
     try:
         _child(sys.argv[1:])
     except (EOFError, BrokenPipeError, KeyboardInterrupt):  # the report ended, or stopped needing it
