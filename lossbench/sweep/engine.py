@@ -417,7 +417,8 @@ class Engine:
             self.warming.join()
             self.warming = None
         packs = self._packs(to_run)
-        if self._parallel_jobs() > 1:  # the longest launcher jobs first: no worker starts a long one at the end
+        if 1 < self._parallel_jobs() < len(packs):  # jobs wait for a worker: the longest go first, so no
+            # worker starts a long one at the end (when every job starts at once, the plan's order stays)
             packs.sort(key=lambda pack: -sum(job.extra.get("work", 0.0) for job in pack))
         self.task.packs = {tuple(p[0].overrides): [(j.index, j.overrides) for j in p[1:]] for p in packs}
         self.task.stacked = self.stack_size > 1
