@@ -101,7 +101,8 @@ def test_the_report_drawn_with_a_helper_is_the_report_drawn_alone(sweep, tmp_pat
     for name in files:
         if name == "index.html":  # compared above, without its "Generated" time
             continue
-        assert (tmp_path / "helper" / "report" / name).read_bytes() == (tmp_path / "alone" / "report" / name).read_bytes(), name
+        helper, alone = (tmp_path / way / "report" / name for way in ("helper", "alone"))
+        assert helper.read_bytes() == alone.read_bytes(), name
 
 
 def test_a_helper_that_stops_answering_costs_a_wait_not_the_report(sweep, alone):

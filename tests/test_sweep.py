@@ -227,7 +227,8 @@ def test_a_packed_runs_job_leaves_what_hydras_run_job_leaves(lines, tmp_path):
                 run_dir = Path(OmegaConf.select(ret.hydra_cfg, "hydra.runtime.output_dir"))
                 files = {p.relative_to(run_dir).as_posix(): p.read_text() for p in sorted(run_dir.rglob("*"))
                          if p.is_file()}
-                files["lossbench.log"] = "\n".join(line.split(" - ", 1)[-1] for line in files["lossbench.log"].splitlines())
+                log_lines = files["lossbench.log"].splitlines()
+                files["lossbench.log"] = "\n".join(line.split(" - ", 1)[-1] for line in log_lines)  # no time
                 seen[way] = (ret.status, ret.return_value, ret.overrides, ret.task_name, ret.working_dir,
                              OmegaConf.to_yaml(ret.cfg), OmegaConf.to_yaml(ret.hydra_cfg), callbacks.seen, files)
                 for handler in root.handlers[:]:

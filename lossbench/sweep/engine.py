@@ -202,7 +202,8 @@ class Engine:
                 if key not in verdicts:
                     try:
                         built = check(job.extra["cfg"], job.extra["choices"])
-                        verdicts[key] = (built.data.task, None, work_estimate(built, int(job.extra["cfg"].trainer.epochs)))
+                        work = work_estimate(built, int(job.extra["cfg"].trainer.epochs))
+                        verdicts[key] = (built.data.task, None, work)
                     except ConfigError as err:
                         verdicts[key] = (None, str(err), 0.0)
                 job.task, message, job.extra["work"] = verdicts[key]

@@ -227,10 +227,11 @@ def warm_joblib_workers(launcher) -> threading.Thread | None:
     arguments = dict(settings)
     arguments["backend"] = "loky"  # as hydra_joblib_launcher's launch sets it
     for key in ("pre_dispatch", "batch_size", "max_nbytes"):  # ... and converts these
-        try:
-            arguments[key] = int(arguments[key]) if arguments.get(key) else arguments.get(key)
-        except (TypeError, ValueError):
-            pass
+        if arguments.get(key):
+            try:
+                arguments[key] = int(arguments[key])
+            except ValueError:
+                pass
 
     def warm():
         try:
