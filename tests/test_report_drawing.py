@@ -50,9 +50,7 @@ def _specs(sweep: Path):
     runs = load_runs([sweep])
     tuned, layout = page.views(runs)
     specs = gallery.figure_specs(runs, tuned, layout)
-    expected = {"lossbench": drawing._lossbench_file(), "runs": drawing.fingerprint(runs),
-                "figures": drawing.describe(specs)}
-    return specs, expected
+    return specs, drawing.hello(runs, specs)
 
 
 def test_a_helper_draws_some_figures_with_the_bytes_drawn_here(sweep, alone):

@@ -118,20 +118,19 @@ class _Reader:
         return data
 
 
-def fingerprint(runs) -> str:
+def _fingerprint(runs) -> str:
     """A digest of the runs a report read (its results table and the size of its curves)."""
     text = runs.results.to_csv(index=False) + f"|{runs.curves.shape}|{len(runs.tune_results)}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def describe(specs: list[FigureSpec]) -> list[list[str]]:
-    return [[spec.name, spec.title, spec.caption] for spec in specs]
-
-
-def _lossbench_file() -> str:
+def hello(runs, specs: list[FigureSpec]) -> dict:
+    """What a helper says first, and what the report expects it to say: the lossbench it imported,
+    a fingerprint of the runs it read, and the figures (name, title, caption) it would draw."""
     import lossbench
 
-    return str(Path(lossbench.__file__).resolve())
+    return {"lossbench": str(Path(lossbench.__file__).resolve()), "runs": _fingerprint(runs),
+            "figures": [[spec.name, spec.title, spec.caption] for spec in specs]}
 
 
 class Helper:
@@ -146,7 +145,7 @@ class Helper:
                    *[str(d) for d in sweep_dirs]]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL)
-        self.expected: dict | None = None  # set by the report once it knows its runs and figures
+        self.expected: dict | None = None  # hello() of the report's runs and figures, set once it knows them
         self.hello: dict | None = None
         self.failed: str | None = None
         self.drawn = 0
@@ -255,7 +254,7 @@ def _child(argv: list[str]) -> None:
     runs = load_runs(sweep_dirs, target_fraction=target_fraction)
     tuned, layout = views(runs)
     specs = figure_specs(runs, tuned, layout)
-    _send(stdout, {"lossbench": _lossbench_file(), "runs": fingerprint(runs), "figures": describe(specs)})
+    _send(stdout, hello(runs, specs))
     while (index := _receive(stdin)["draw"]) is not None:
         with warnings.catch_warnings(record=True) as caught:
             try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lossbench.report.common import TASK_METRICS
-from lossbench.report.drawing import FigureSpec, Helper, _lossbench_file, describe, fingerprint, render_all
+from lossbench.report.drawing import FigureSpec, Helper, hello, render_all
 from lossbench.report.diagnostics import ECE_NAME, _gradient_figure, _reliability_figure, _why_figure
 from lossbench.report.figures import _curves_figure, _final_figure, _heatmap_figure, _heatmap_specs
 from lossbench.report.layout import CURVE_METRICS, FIGURE_PREFIXES, FigureFile, Layout, _eval_split, _metric_label
@@ -39,7 +39,7 @@ def _all_figures(runs: Runs, tuned: TunedView | None, layout: Layout, report_dir
     """
     figures = figure_specs(runs, tuned, layout)
     if helper is not None:
-        helper.expected = {"lossbench": _lossbench_file(), "runs": fingerprint(runs), "figures": describe(figures)}
+        helper.expected = hello(runs, figures)
     rendered = render_all(figures, helper)
     remove_figures(report_dir)  # figures of an earlier build that no longer apply
     saved = []
