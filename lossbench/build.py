@@ -42,6 +42,7 @@ def changes_results(key: str) -> bool:
     """False for an override key that changes no number (``progress``, ``sweep.skip_invalid``, ``hydra/launcher``)."""
     return re.split(r"[./]", key.lstrip("+~"), maxsplit=1)[0] not in _NON_RESULT_OVERRIDE_ROOTS
 PROGRESS_MODES = ("auto", "bar", "log", "none")
+EVALUATE_MODES = ("every", "log")
 MAX_EPOCHS = 1_000_000
 
 
@@ -123,6 +124,8 @@ def _check_top_level(cfg: DictConfig) -> None:
          _is_number(cfg.trainer.divergence_factor)
          and (cfg.trainer.divergence_factor == 0 or cfg.trainer.divergence_factor > 1),
          "0 (disabled) or a number > 1"),
+        ("trainer.evaluate", cfg.trainer.get("evaluate", "every"), cfg.trainer.get("evaluate", "every") in EVALUATE_MODES,
+         "every | log (epochs 0, 1, 2, 4, ... and the last)"),
         ("progress", cfg.progress, cfg.progress in PROGRESS_MODES, " | ".join(PROGRESS_MODES)),
         ("blas_threads", cfg.blas_threads, _is_int(cfg.blas_threads) and cfg.blas_threads >= 0,
          "an integer >= 0 (0: leave the BLAS default)"),
@@ -314,16 +317,28 @@ class Built:
     shuffle_rng: np.random.Generator
     n_outputs: int = 0  # k, the model's number of outputs
 
+    @property
+    def eval_epochs(self) -> list[int] | None:
+        """The epochs ``trainer.evaluate`` asks to evaluate: None (``every``) or, for ``log``, the
+        powers of two below ``trainer.epochs`` (:func:`lossbench.train.train` adds 0 and the last)."""
+        if self.cfg.trainer.get("evaluate", "every") != "log":
+            return None
+        epochs = int(self.cfg.trainer.epochs)
+        return [2**i for i in range(epochs.bit_length()) if 2**i < epochs]
+
     def train(self, on_epoch=None, checkpoint: Path | None = None, eval_epochs=None):
         """Run :func:`lossbench.train.train` with the trainer settings of the config.
 
         ``checkpoint``: the run folder to checkpoint into and resume from (matched by
         :func:`config_hash` of this config); ``eval_epochs``: evaluate only those epochs (plus 0
-        and the last), for tuning runs. See :func:`lossbench.train.train`.
+        and the last); None: as ``trainer.evaluate`` says (:attr:`eval_epochs`). See
+        :func:`lossbench.train.train`.
         """
         from lossbench.train import train
 
         trainer = self.cfg.trainer
+        if eval_epochs is None:
+            eval_epochs = self.eval_epochs
         return train(self.model, self.loss, self.optimizer, self.schedule, self.data,
                      epochs=int(trainer.epochs), grad_clip=float(trainer.grad_clip),
                      divergence_factor=float(trainer.divergence_factor), rng=self.shuffle_rng,

@@ -31,7 +31,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn import datasets as sklearn_datasets
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -348,17 +347,40 @@ def _standardisation(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 # scikit-learn bundled data sets
 
 
+def sklearn_datasets():
+    """``sklearn.datasets``, imported when a run first needs it (~1.2 s: a sweep's workers that
+    get the bundled sets from the sweep, :func:`adopt_bundled`, never import it)."""
+    from sklearn import datasets
+
+    return datasets
+
+
 # name -> (scikit-learn loader, task); all ship with scikit-learn, nothing is downloaded
 BUNDLED = {
-    "iris": (sklearn_datasets.load_iris, CLASSIFICATION),
-    "wine": (sklearn_datasets.load_wine, CLASSIFICATION),
-    "breast_cancer": (sklearn_datasets.load_breast_cancer, CLASSIFICATION),
-    "digits": (sklearn_datasets.load_digits, CLASSIFICATION),
-    "diabetes": (sklearn_datasets.load_diabetes, REGRESSION),
+    "iris": ("load_iris", CLASSIFICATION),
+    "wine": ("load_wine", CLASSIFICATION),
+    "breast_cancer": ("load_breast_cancer", CLASSIFICATION),
+    "digits": ("load_digits", CLASSIFICATION),
+    "diabetes": ("load_diabetes", REGRESSION),
 }
 
 
 _BUNDLED_READ: dict[str, "_RawData"] = {}
+
+
+def bundled_read() -> dict[str, "_RawData"]:
+    """The bundled sets this process has read (name -> raw arrays), to hand to a sweep's workers."""
+    return dict(_BUNDLED_READ)
+
+
+def adopt_bundled(sets: dict[str, "_RawData"]) -> None:
+    """Use bundled sets another process read (:func:`bundled_read`), as if read here: the same
+    arrays scikit-learn returns there, so the same numbers; kept read-only, as ``_read`` keeps them."""
+    for name, raw in sets.items():
+        if name in BUNDLED and name not in _BUNDLED_READ:
+            for array in (raw.X, raw.y):
+                array.flags.writeable = False
+            _BUNDLED_READ[name] = raw
 
 
 class Bundled(DataSource):
@@ -381,7 +403,7 @@ class Bundled(DataSource):
         ``load`` takes copies of its rows); digits takes ~8 ms to parse."""
         if self.name not in _BUNDLED_READ:
             loader, task = BUNDLED[self.name]
-            bunch = loader()
+            bunch = getattr(sklearn_datasets(), loader)()
             X = np.array(bunch.data, dtype=np.float64)
             feature_names = tuple(str(f) for f in bunch.feature_names)
             if task == CLASSIFICATION:
@@ -463,7 +485,7 @@ class Moons(_Generated):
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
-        return sklearn_datasets.make_moons(
+        return sklearn_datasets().make_moons(
             n_samples=self.n_samples, noise=self.noise, random_state=random_state
         )
 
@@ -486,7 +508,7 @@ class Circles(_Generated):
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
-        return sklearn_datasets.make_circles(
+        return sklearn_datasets().make_circles(
             n_samples=self.n_samples, noise=self.noise, factor=self.factor,
             random_state=random_state,
         )
@@ -514,7 +536,7 @@ class Blobs(_Generated):
             raise _invalid("centers", centers, f"an integer from 2 to n_samples = {self.n_samples}")
 
     def _generate(self, random_state):
-        return sklearn_datasets.make_blobs(
+        return sklearn_datasets().make_blobs(
             n_samples=self.n_samples, n_features=self.n_features, centers=self.centers,
             cluster_std=self.cluster_std, random_state=random_state,
         )
@@ -567,7 +589,7 @@ class SyntheticClassification(_Generated):
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
-        return sklearn_datasets.make_classification(
+        return sklearn_datasets().make_classification(
             n_samples=self.n_samples, n_features=self.n_features,
             n_informative=self.n_informative, n_redundant=self.n_redundant, n_repeated=0,
             n_classes=self.n_classes, n_clusters_per_class=self.n_clusters_per_class,
@@ -600,7 +622,7 @@ class SyntheticRegression(_Generated):
         super().__init__(n_samples, random_state, **common)
 
     def _generate(self, random_state):
-        return sklearn_datasets.make_regression(
+        return sklearn_datasets().make_regression(
             n_samples=self.n_samples, n_features=self.n_features,
             n_informative=self.n_informative, n_targets=self.n_targets, noise=self.noise,
             random_state=random_state,

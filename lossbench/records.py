@@ -167,18 +167,24 @@ def _git_commit() -> str | None:
     return commit + ("+dirty" if dirty else "")
 
 
-def provenance() -> dict:
-    """Versions of Python and the numerical stack, the BLAS in use, and the git commit."""
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str | None], ...]:
+    """The installed versions of the numerical stack, read once per process (the loaded modules stay these)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    import threadpoolctl
-
-    versions = {}
+    versions = []
     for package in ("lossbench", "numpy", "scikit-learn", "pandas", "hydra-core", "omegaconf"):
         try:
-            versions[package] = version(package)
+            versions.append((package, version(package)))
         except PackageNotFoundError:
-            versions[package] = None
+            versions.append((package, None))
+    return tuple(versions)
+
+
+def provenance() -> dict:
+    """Versions of Python and the numerical stack, the BLAS in use, and the git commit."""
+    import threadpoolctl
+
     blas = [
         {k: info.get(k) for k in ("internal_api", "version", "num_threads", "architecture", "filepath")}
         for info in threadpoolctl.threadpool_info() if info.get("user_api") == "blas"
@@ -187,7 +193,7 @@ def provenance() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "host": platform.node(),
-        "versions": versions,
+        "versions": dict(_package_versions()),
         "blas": blas,
         "git_commit": _git_commit(),
     }

@@ -8,6 +8,8 @@ module decides what a run does with them and what it leaves on disk.
 
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import logging
 import math
@@ -259,8 +261,9 @@ def run_pack(runs: list[Prepared]) -> list[dict]:
     error = None
     try:
         with runs[0].blas_limit():  # blas_threads is part of the pack key: the runs of a pack share it
+            shared = provenance()  # the same process, packages and BLAS limit for every run of the pack
             for prepared in runs:
-                prepared.summary["provenance"] = provenance()
+                prepared.summary["provenance"] = copy.deepcopy(shared)
             results = train_stack([prepared.built for prepared in runs],
                                   on_epochs=[prepared.on_epoch for prepared in runs],
                                   checkpoints=[prepared.out_dir for prepared in runs],

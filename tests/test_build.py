@@ -15,6 +15,7 @@ BAD_INPUTS = [
     (["trainer.epochs=ten"], ["trainer.epochs='ten'"]),
     (["trainer.grad_clip=-1"], ["trainer.grad_clip=-1"]),
     (["trainer.divergence_factor=0.5"], ["trainer.divergence_factor=0.5", "> 1"]),
+    (["trainer.evaluate=sometimes"], ["trainer.evaluate='sometimes'", "every | log"]),
     (["progress=fancy"], ["progress='fancy'", "auto"]),
     (["report.figures=maybe"], ["report.figures='maybe'", "true | false"]),
     (["optimizer.lr=-0.1"], ["optimizer.lr", "-0.1"]),
@@ -118,3 +119,25 @@ def test_a_misspelled_option_that_hydra_lets_through_is_refused(compose_cfg):
     assert choices["experiment"] == "l2_vs_c"
     with pytest.raises(ConfigError, match=r"experiment=l2_vs_c does not exist; available: l2_vs_ce, "):
         build(cfg, choices=choices)
+
+
+def test_log_evaluation_records_fewer_epochs_and_trains_the_same(compose_cfg):
+    """trainer.evaluate=log (the tuning runs of protocol=tune) evaluates epochs 0, 1, 2, 4, ... and the
+    last; the training does not depend on it: the recorded epochs and the final parameters equal the
+    run that evaluates every epoch."""
+    runs = {}
+    for mode in ("every", "log"):
+        cfg, choices = compose_cfg("trainer.epochs=11", "optimizer=minibatch", f"trainer.evaluate={mode}")
+        built = build(cfg, choices=choices)
+        runs[mode] = (built, built.train())
+    every, log = runs["every"][1], runs["log"][1]
+    assert runs["every"][0].eval_epochs is None and runs["log"][0].eval_epochs == [1, 2, 4, 8]
+    assert [r["epoch"] for r in log.records] == [0, 1, 2, 4, 8, 11]
+    assert [r["epoch"] for r in every.records] == list(range(12))
+    by_epoch = {r["epoch"]: r for r in every.records}
+    for record in log.records:
+        expected = by_epoch[record["epoch"]]
+        assert {k: v for k, v in record.items() if k != "time_s"} == \
+            {k: v for k, v in expected.items() if k != "time_s"}
+    for name, value in runs["every"][0].model.params.items():
+        assert np.array_equal(value, runs["log"][0].model.params[name])

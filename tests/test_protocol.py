@@ -91,7 +91,7 @@ defaults:
   - override /protocol: tune
   - override /hydra/launcher: joblib
 trainer:
-  epochs: 2
+  epochs: 5
 sweep:
   protocol:
     decades: 2
@@ -125,6 +125,13 @@ def test_tune_then_confirm_end_to_end_and_resume_across_both_stages(tmp_path):
     confirm = [s for s in summaries if s["stage"] == "confirm"]
     assert len(confirm) == 6 and {s["seed"] for s in confirm} == {0, 1, 2}
     assert {s["seed"] for s in summaries if s["stage"] == "tune"} == set(plan["tuning_seeds"])
+    # tuning runs are evaluated at epochs 0, 1, 2, 4 and the last (their objective is the last); the
+    # confirmation runs, whose curves the report draws, at every epoch
+    for path in sweep_dir.glob("*/metrics.csv"):
+        stage = json.loads((path.parent / "summary.json").read_text())["stage"]
+        epochs = list(pd.read_csv(path)["epoch"])
+        assert epochs == ([0, 1, 2, 4, 5] if stage == "tune" else [0, 1, 2, 3, 4, 5]), (path.parent.name, epochs)
+        assert ("trainer.evaluate=log" in path.parent.name) == (stage == "tune")
     for row in tuned.itertuples():
         lrs = {s["config"]["optimizer"]["lr"] for s in confirm if s["choices"]["loss"] == row.loss}
         assert lrs == {getattr(row, "_2")}, "each arm is confirmed at its chosen rate"

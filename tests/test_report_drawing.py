@@ -65,6 +65,19 @@ def test_a_helper_draws_some_figures_with_the_bytes_drawn_here(sweep, alone):
     assert helper.process.poll() is not None  # ended with the report
 
 
+def test_a_helper_started_before_the_runs_exist_draws_with_the_same_bytes(sweep, alone, tmp_path):
+    """A sweep starts its helper (niced) while the runs train, and names the runs when the report
+    begins: the helper has imported by then, and draws as one started by the report."""
+    specs, expected = _specs(sweep)
+    helper = drawing.Helper(nice=10)
+    assert helper.alive() and not helper.started
+    index = page.build_report([sweep], out_dir=tmp_path / "early", helper=helper)
+    assert helper.started and helper.failed is None and helper.drawn >= 1
+    assert helper.process.poll() is not None  # the report ended it
+    for name, (_, png, svg) in zip([spec.name for spec in specs], alone):
+        assert (index.parent / f"{name}.png").read_bytes() == png and (index.parent / f"{name}.svg").read_bytes() == svg
+
+
 def test_a_helper_that_read_other_runs_draws_nothing(sweep, alone, tmp_path):
     specs, expected = _specs(sweep)
     other = _write_sweep(tmp_path / "other", losses=("l2", "bce", "hinge"))

@@ -162,6 +162,49 @@ def test_a_packed_runs_config_is_the_one_hydra_composes(lines):
 
 
 @pytest.mark.parametrize("lines", [
+    ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000", "trainer.evaluate=log"),
+    ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),
+])
+def test_a_worker_uses_the_compositions_of_the_sweeps_plan(lines, tmp_path, monkeypatch):
+    """The sweep composes each structural override set once while planning and sends those configs
+    to its workers (pickled, as the launcher sends the task): a worker's packed run gets the config
+    Hydra composes, with no composition of its own; in another working folder (``hydra.runtime.cwd``
+    differs) it composes its own."""
+    import pickle
+
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from lossbench.sweep.validate import Composer
+
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        master = loader.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/x"],
+                                           run_mode=RunMode.MULTIRUN)
+        planner = Composer(loader, master)
+        planner.compose(("seed=99", *lines[:-1]))  # the plan composes the jobs (one of the same pack)
+        shared = pickle.loads(pickle.dumps(planner.bases([lines])))
+        worker = Composer(pickle.loads(pickle.dumps(loader)), pickle.loads(pickle.dumps(master)))
+        worker.adopt(shared)
+        derived = worker.job_config(lines)
+        hydras = loader.load_sweep_config(master_config=master, sweep_overrides=list(lines))
+        assert worker.n_compositions == 0 and planner.n_compositions == 1
+        assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydras)
+        assert OmegaConf.to_container(worker.task_config(lines)) == {
+            key: value for key, value in OmegaConf.to_container(hydras).items() if key != "hydra"}
+        for node in ("", "hydra", "hydra.overrides", "hydra.job", "optimizer"):
+            a, b = (OmegaConf.select(c, node) if node else c for c in (derived, hydras))
+            assert OmegaConf.is_struct(a) == OmegaConf.is_struct(b) and OmegaConf.is_readonly(a) == OmegaConf.is_readonly(b)
+        monkeypatch.chdir(tmp_path)
+        elsewhere = Composer(loader, master)
+        elsewhere.adopt(shared)
+        elsewhere.job_config(lines)
+        assert elsewhere.n_compositions == 1
+
+
+@pytest.mark.parametrize("lines", [
     ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000"),
     ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),
 ])
@@ -284,3 +327,42 @@ def test_the_warmed_joblib_workers_are_the_ones_the_launcher_uses():
     used = set(Parallel(**arguments)(delayed(os.getpid)() for _ in range(8)))
     assert used <= thread.pids
     assert warm_joblib_workers(object()) is None  # another launcher: nothing started
+
+
+def test_a_worker_gets_the_bundled_sets_from_the_sweep_and_never_imports_scikit_learn(tmp_path):
+    """The sweep hands its workers the bundled sets its checks read (SweepTask.bundled): a worker that
+    adopts them loads the same splits, bit for bit, without importing scikit-learn (~1.2 s a process)."""
+    import hashlib
+    import pickle
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from lossbench import data
+
+    def digest(dataset) -> str:
+        parts = [dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test, dataset.y_test]
+        return hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest()
+
+    here = {name: digest(data.Bundled(name).load(np.random.default_rng(3))) for name in ("digits", "breast_cancer")}
+    (tmp_path / "sets.pkl").write_bytes(pickle.dumps(data.bundled_read()))
+    child = f"""
+import hashlib, pickle, sys
+import numpy as np
+from lossbench.sweep.launch import _warm_worker
+_warm_worker()
+from lossbench import data
+data.adopt_bundled(pickle.loads(open({str(tmp_path / 'sets.pkl')!r}, "rb").read()))
+def digest(dataset):
+    parts = [dataset.X_train, dataset.y_train, dataset.X_val, dataset.y_val, dataset.X_test, dataset.y_test]
+    return hashlib.sha256(b"".join(np.ascontiguousarray(p).tobytes() for p in parts)).hexdigest()
+for name in ("digits", "breast_cancer"):
+    print(name, digest(data.Bundled(name).load(np.random.default_rng(3))))
+print("sklearn imported:", "sklearn" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[-1] == "sklearn imported: False"
+    assert dict(line.split() for line in lines[:-1]) == here

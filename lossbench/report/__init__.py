@@ -16,11 +16,11 @@ __all__ = ["build_report", "main"]
 
 
 def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
-                 target_fraction: float = 0.95, figures: bool = True) -> Path:
+                 target_fraction: float = 0.95, figures: bool = True, helper=None) -> Path:
     """Write the report of ``sweep_dirs``; see ``lossbench.report.page.build_report``."""
     from lossbench.report.page import build_report as build
 
-    return build(sweep_dirs, out_dir, target_fraction, figures)
+    return build(sweep_dirs, out_dir, target_fraction, figures, helper)
 
 
 def main(argv: list[str] | None = None) -> int:

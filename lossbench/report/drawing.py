@@ -30,10 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import matplotlib
-
-from lossbench.report.layout import RC
-
 #: a helper pays ~2 s of start-up on another core: worth it for the figures of a study, not of 4 runs
 HELPER_MIN_RUNS = 20
 #: how long a figure the helper draws may take (at least; render_all allows 5x its own slowest), and its start-up
@@ -55,6 +51,10 @@ class FigureSpec:
 
 def render(spec: FigureSpec) -> tuple[str, bytes, bytes] | None:
     """``(caption, png, svg)`` of the figure, or None when it does not apply (nothing to draw)."""
+    import matplotlib  # here, not at the top: a sweep starts its Helper without importing matplotlib
+
+    from lossbench.report.layout import RC
+
     with matplotlib.rc_context(RC):  # the report's settings, whichever process draws
         drawn = spec.draw(*spec.args)
         figure, notes = drawn if isinstance(drawn, tuple) else (drawn, [])
@@ -134,23 +134,44 @@ def hello(runs, specs: list[FigureSpec]) -> dict:
 
 
 class Helper:
-    """A child process drawing figures for :func:`render_all`; :meth:`close` ends it."""
+    """A child process drawing figures for :func:`render_all`; :meth:`close` ends it.
 
-    def __init__(self, sweep_dirs, target_fraction: float):
+    The child imports what drawing needs (~2 s), then waits for :meth:`start` to name the runs.
+    ``Helper(sweep_dirs, target_fraction)`` starts at once; a sweep makes ``Helper(nice=10)`` while
+    its runs train, so that the imports use an idle core (a lower priority: never a busy one's
+    time), and starts it when the report begins.
+    """
+
+    def __init__(self, sweep_dirs=None, target_fraction: float | None = None, *, nice: int = 0):
         # the child imports this lossbench, first on its path (``-m`` would put the working folder
         # first: a source tree there would shadow an installed lossbench)
         package_root = str(Path(__file__).resolve().parents[2])
         code = f"import sys; sys.path.insert(0, {package_root!r}); from lossbench.report.drawing import main; main()"
-        command = [sys.executable, "-c", code, f"--target-fraction={target_fraction!r}", "--",
-                   *[str(d) for d in sweep_dirs]]
+        command = [sys.executable, "-c", code, f"--nice={int(nice)}"]
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL)
         self.expected: dict | None = None  # hello() of the report's runs and figures, set once it knows them
         self.hello: dict | None = None
         self.failed: str | None = None
+        self.started = False
         self.drawn = 0
         self.patience = FIGURE_PATIENCE_S  # raised by render_all to 5x the slowest figure drawn here
         self._reader = _Reader(self.process.stdout)
+        if sweep_dirs is not None:
+            self.start(sweep_dirs, target_fraction)
+
+    def start(self, sweep_dirs, target_fraction: float) -> None:
+        """Tell the child which runs to load (once); a dead child is noted in ``failed``, not raised."""
+        if self.started:
+            return
+        self.started = True
+        try:
+            _send(self.process.stdin, {"runs": [str(d) for d in sweep_dirs], "target_fraction": float(target_fraction)})
+        except OSError as err:
+            self.failed = f"{type(err).__name__}: {err}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None and self.failed is None
 
     def ready(self, timeout: float = HELLO_PATIENCE_S) -> dict:
         """Wait for the child's first message: its lossbench, the runs it read, the figures it would draw."""
@@ -242,16 +263,22 @@ def render_all(specs: list[FigureSpec], helper: Helper | None = None) -> list[tu
 
 
 def _child(argv: list[str]) -> None:
-    """The helper: load the runs, say which figures it would draw, then draw each index it is sent."""
+    """The helper: import, wait for the runs to load, say which figures it would draw, then draw each
+    index it is sent."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a library's print must not corrupt the pipe
-    target_fraction = float(argv[0].split("=", 1)[1])
-    sweep_dirs = [Path(d) for d in argv[2:]]
+    nice = int(argv[0].split("=", 1)[1])
+    if nice and hasattr(os, "nice"):
+        os.nice(nice)
+    import matplotlib.pyplot  # noqa: F401  (what every figure needs, imported before the runs are known)
+
     from lossbench.report.gallery import figure_specs
     from lossbench.report.page import views
     from lossbench.report.tables import load_runs
 
-    runs = load_runs(sweep_dirs, target_fraction=target_fraction)
+    request = _receive(stdin)
+    sweep_dirs = [Path(d) for d in request["runs"]]
+    runs = load_runs(sweep_dirs, target_fraction=float(request["target_fraction"]))
     tuned, layout = views(runs)
     specs = figure_specs(runs, tuned, layout)
     _send(stdout, hello(runs, specs))

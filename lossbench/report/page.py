@@ -68,7 +68,7 @@ _TEMPLATES = Environment(loader=PackageLoader("lossbench.report", "templates"),
 
 
 def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
-                 target_fraction: float = 0.95, figures: bool = True) -> Path:
+                 target_fraction: float = 0.95, figures: bool = True, helper: Helper | None = None) -> Path:
     """Write results.csv, curves.csv and report/ (index.html, figures, stats) for ``sweep_dirs``.
 
     ``sweep_dirs``: one or more sweep directories, merged (see ``lossbench.report.tables.load_runs``).
@@ -76,10 +76,17 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
     fraction of the best group's final primary metric that defines "reached the target".
     ``figures=False`` (``report.figures=false``, ``lossbench-report --no-figures``): tables,
     statistics and the answer only, no figure drawn (drawing is most of a small report's time).
+    ``helper``: a figure :class:`Helper` the caller started earlier (a sweep, while its runs
+    trained), closed when the report is written; None starts one here when the study is large.
     Returns the path of ``report/index.html``. Raises ``NoRunsError`` (a ValueError) for a
     directory that is missing or holds no usable runs.
     """
-    helper = _figure_helper(sweep_dirs, target_fraction) if figures else None
+    if figures and helper is not None and helper.alive():  # started by the sweep: it has imported by now
+        helper.start(sweep_dirs, target_fraction)
+    else:
+        if helper is not None:
+            helper.close()
+        helper = _figure_helper(sweep_dirs, target_fraction) if figures else None
     try:
         return _build(sweep_dirs, out_dir, target_fraction, figures, helper)
     finally:

@@ -95,8 +95,9 @@ def train_stack(builts: list, *, on_epochs: list | None = None, checkpoints: lis
     ``built.model.params`` too); ``TrainResult.stack_size`` says how many runs shared its pass.
     Runs are grouped by :func:`stack_key`; a run whose key is None, or alone in its group, trains
     through :func:`lossbench.train.train`. ``on_epochs``, ``checkpoints`` (run folders) and
-    ``config_hashes`` hold one entry (or None) per built; ``eval_epochs`` is one setting for all
-    or a list with one per built. A checkpoint is matched by its config hash exactly as alone
+    ``config_hashes`` hold one entry (or None) per built; ``eval_epochs`` is one setting for all,
+    a list with one per built, or None: each built's own (``Built.eval_epochs``, from
+    ``trainer.evaluate``). A checkpoint is matched by its config hash exactly as alone
     (``config_hashes[i]`` or, when None, :func:`lossbench.build.config_hash` of the run's config);
     its time is the pack's wall time (``time_s``: the time the run's training took in its pack).
     An exception from a callback stops the whole pack (each run's checkpoint is then its own last
@@ -109,8 +110,10 @@ def train_stack(builts: list, *, on_epochs: list | None = None, checkpoints: lis
     if isinstance(eval_epochs, (list, tuple)) and len(eval_epochs) == n and all(
             value is None or isinstance(value, (list, tuple, set, range)) for value in eval_epochs):
         per_run_eval = list(eval_epochs)
-    else:
+    elif eval_epochs is not None:
         per_run_eval = [eval_epochs] * n
+    else:  # as each run's trainer.evaluate says
+        per_run_eval = [getattr(built, "eval_epochs", None) for built in builts]
     results: list[TrainResult | None] = [None] * n
     groups: dict = {}
     for index, built in enumerate(builts):

@@ -65,6 +65,7 @@ class Engine:
         self.config: DictConfig | None = None
         self.launcher = None
         self.warming = None  # the thread starting the joblib workers (warm_joblib_workers)
+        self.figure_helper = None  # the report's figure helper, importing while the runs train
         self.task = None
         self.jobs: list[Job] = []
         self.outcomes: list[dict] = []
@@ -106,6 +107,10 @@ class Engine:
         except KeyboardInterrupt:  # during planning: nothing started
             print("lossbench: interrupted before any run started", file=sys.stderr)
             sys.exit(130)
+        finally:
+            if self.figure_helper is not None:  # the report did not use it (an error, no report)
+                self.figure_helper.close()
+                self.figure_helper = None
 
     # ---------------------------------------------------------------- planning
     def _job_dir(self, sweep_dir: Path, overrides, index: int) -> Path:
@@ -404,6 +409,7 @@ class Engine:
 
     def _launch(self, to_run: list[Job], elsewhere: list[Job], jobs: list[Job], sweep_dir: Path, quiet: bool) -> dict:
         """Launch the batches; returns {"interrupted": bool, "errors": [(exception, lost jobs)], "watcher": ...}."""
+        from lossbench.data import bundled_read
         from lossbench.sweep.claim import held_elsewhere
         from lossbench.sweep.progress import Watcher
 
@@ -417,12 +423,15 @@ class Engine:
         if self.warming is not None:  # the workers' head start: done before the launcher uses them
             self.warming.join()
             self.warming = None
+        self._start_figure_helper()
         packs = self._packs(to_run)
         if 1 < self._parallel_jobs() < len(packs):  # jobs wait for a worker: the longest go first, so no
             # worker starts a long one at the end (when every job starts at once, the plan's order stays)
             packs.sort(key=lambda pack: -sum(job.extra.get("work", 0.0) for job in pack))
         self.task.packs = {tuple(p[0].overrides): [(j.index, j.overrides) for j in p[1:]] for p in packs}
         self.task.stacked = self.stack_size > 1
+        self.task.bundled = bundled_read()  # the sets the plan's checks read: no worker reads (imports) them again
+        self.task.bases = self.composer.bases([pack[0].overrides for pack in packs if len(pack) > 1])
         try:
             for batch in chunks(packs, self.max_batch_size):
                 try:
@@ -528,6 +537,16 @@ class Engine:
         setting = self.config.sweep.get("objective", "auto")
         return [objective_value(s, setting) for s in summaries]
 
+    def _start_figure_helper(self) -> None:
+        """Start the report's figure helper as the first runs launch (a study with a figure to draw on
+        two or more cores): its imports then use idle CPU while the runs train, not the report's time."""
+        if self.figure_helper is not None or not self.config.report.get("figures", True):
+            return
+        from lossbench.report.drawing import HELPER_MIN_RUNS, Helper, usable_cores
+
+        if usable_cores() >= 2 and len(self.jobs) >= HELPER_MIN_RUNS:
+            self.figure_helper = Helper(nice=10)
+
     def _report(self, sweep_dir: Path, summaries: list[dict]) -> None:
         if not summaries:
             print(f"lossbench: no finished runs in {_display(sweep_dir)}; no report written", file=sys.stderr)
@@ -538,8 +557,9 @@ class Engine:
 
         try:  # one report writer at a time: two sweeps into one folder may finish together
             with FileLock(str(sweep_dir / ".lossbench.report.lock")):
+                helper, self.figure_helper = self.figure_helper, None  # the report closes it
                 index = build_report([sweep_dir], target_fraction=float(self.config.report.target_fraction),
-                                     figures=bool(self.config.report.get("figures", True)))
+                                     figures=bool(self.config.report.get("figures", True)), helper=helper)
         except Exception as err:
             self._log_error(sweep_dir, err)
             print(f"lossbench: error: the report failed: {type(err).__name__}: {err}\n"

@@ -80,6 +80,8 @@ class SweepTask:
         self.master_config = master_config
         self.packs: dict[tuple[str, ...], list[tuple[int, tuple[str, ...]]]] = {}
         self.stacked = False  # train a launcher job's runs in one stacked pass (hydra.sweeper.stack_size > 1)
+        self.bundled: dict = {}  # bundled data sets the sweep has read (name -> arrays): the workers use them
+        self.bases: dict = {}  # the sweep's composed configs of the packs (Composer.bases): no worker composes them
         self.sweeper_pid = os.getpid()
         self.sweeper_start = (_proc_stat(self.sweeper_pid) or (None, None))[1]
         self.sweeper_host = socket.gethostname()
@@ -100,6 +102,10 @@ class SweepTask:
         from lossbench.run import CTRL_C
 
         self._start_watchdog()
+        if self.bundled:
+            from lossbench.data import adopt_bundled
+
+            adopt_bundled(self.bundled)
         if CTRL_C.is_set():  # the basic launcher goes on to its next job after one that failed: stop it
             raise KeyboardInterrupt
         key = tuple(HydraConfig.get().overrides.task)
@@ -142,9 +148,10 @@ class SweepTask:
         return objective_value(summary, cfg.sweep.get("objective", "auto"))
 
     def _composer(self):
-        """This process's composer of the sweep's packed runs' configs: one Hydra composition per
-        structural override set (a data set, a loss) and process, not per run nor per launcher job
-        (a worker unpickles a new SweepTask for every job; the composer outlives it)."""
+        """This process's composer of the sweep's packed runs' configs: the sweep's own compositions
+        (``bases``, composed while planning), else one Hydra composition per structural override set
+        (a data set, a loss) and process, not per run nor per launcher job (a worker unpickles a new
+        SweepTask for every job; the composer outlives it)."""
         if getattr(self, "_job_composer", None) is None:
             from lossbench.sweep.validate import Composer
 
@@ -152,6 +159,7 @@ class SweepTask:
                 _COMPOSERS.clear()  # one sweep at a time per process
                 _COMPOSERS[self.sweep_token] = Composer(self.hydra_context.config_loader, self.master_config)
             self._job_composer = _COMPOSERS[self.sweep_token]
+            self._job_composer.adopt(self.bases)
         return self._job_composer
 
     def __getstate__(self) -> dict:
@@ -202,7 +210,8 @@ class SweepTask:
 
 
 def _warm_worker() -> int:
-    """In a joblib worker: import what its runs need (NumPy, scikit-learn's data sets, Hydra, the runner)."""
+    """In a joblib worker: import what its runs need (NumPy, Hydra, the runner; scikit-learn's bundled
+    sets come from the sweep, its generators are imported by the runs that use them)."""
     import hydra.core.utils  # noqa: F401
 
     import lossbench.data  # noqa: F401

@@ -164,7 +164,7 @@ def _on_edge(arm: Arm, tuned: list[str]) -> bool:
     return False
 
 
-def _tpe_rounds(engine, arms: list[Arm], tuned: list[str], user_grid: dict, tune_seeds: list[int],
+def _tpe_rounds(engine, arms: list[Arm], tuned: list[str], user_grid: dict, tune_seeds: list[int], extra: tuple,
                 setting_name: str, protocol: dict) -> bool:
     """Tune each arm with Optuna's TPE sampler (ask/tell), one setting per arm per round.
 
@@ -211,12 +211,12 @@ def _tpe_rounds(engine, arms: list[Arm], tuned: list[str], user_grid: dict, tune
                 arm.jobs[setting] = []
                 for key in tuned:
                     arm.grid[key].append(_number(fmt(trial.params[key])) or trial.params[key])
-                specs.extend((arm.lines + setting + (f"seed={seed}",), "tune") for seed in tune_seeds)
+                specs.extend((arm.lines + setting + (f"seed={seed}",) + extra, "tune") for seed in tune_seeds)
         jobs = engine.round(specs, title=f"tune, TPE trial {round_no + 1} of {n_trials}", skip_invalid=True)
         index = {job.overrides[:-1]: job for job in jobs}
         for arm, _, _, setting in asked:
             for seed in tune_seeds:
-                job = index.get(arm.lines + setting + (f"seed={seed}",))
+                job = index.get(arm.lines + setting + (f"seed={seed}",) + extra)
                 if job is not None and job not in arm.jobs[setting]:
                     arm.jobs[setting].append(job)
         if engine.stopped():
@@ -295,6 +295,10 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
                         "use a val_ metric (val_accuracy, val_loss, val_r2) or auto")
     if not tuned:
         raise PlanError("sweep.protocol.tuned is empty: list the keys to tune, e.g. [optimizer.lr]")
+    tune_evaluate = protocol.get("tune_evaluate", "log")
+    if tune_evaluate not in ("log", "every"):
+        raise PlanError(f"sweep.protocol.tune_evaluate={tune_evaluate!r} is not allowed; allowed: log (tuning runs "
+                        "evaluated at epochs 0, 1, 2, 4, ... and the last) | every")
     tune_seeds = [int(s) for s in protocol.get("tune_seeds") or []]
     swept_seeds = []
     for lines in job_lines:
@@ -367,12 +371,17 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
             "max_extensions": int(protocol.get("max_extensions", 2)), "arms": []}
     write_json(engine.sweep_dir / "sweep.json", plan)
 
-    # stage 1: tune (rounds: the grid, then up to max_extensions extensions of edge winners; or TPE trials)
+    # stage 1: tune (rounds: the grid, then up to max_extensions extensions of edge winners; or TPE trials).
+    # A tuning run's objective is its last epoch: with tune_evaluate=log it is evaluated at epochs 0, 1, 2,
+    # 4, ... and the last only (trainer.evaluate=log), unless the sweep sets trainer.evaluate itself.
+    extra = ()
+    if tune_evaluate == "log" and not any(_key(line) == "trainer.evaluate" for arm in valid_arms for line in arm.lines):
+        extra = ("trainer.evaluate=log",)
     search = str(protocol.get("search", "grid"))
     if search not in ("grid", "tpe"):
         raise PlanError(f"sweep.protocol.search={search!r} is not allowed; allowed: grid | tpe")
     if search == "tpe":
-        if not _tpe_rounds(engine, valid_arms, tuned, user_grid, tune_seeds, setting_name, protocol):
+        if not _tpe_rounds(engine, valid_arms, tuned, user_grid, tune_seeds, extra, setting_name, protocol):
             return  # lost or interrupted tuning runs: resume re-runs only those and asks the same settings
     pending, round_no = ([] if search == "tpe" else list(valid_arms)), 0
     while pending:
@@ -383,14 +392,14 @@ def run_tune(engine, job_lines: list[tuple[str, ...]]) -> None:
                     continue
                 arm.settings.append(setting)
                 arm.jobs[setting] = []
-                specs.extend((arm.lines + setting + (f"seed={seed}",), "tune") for seed in tune_seeds)
+                specs.extend((arm.lines + setting + (f"seed={seed}",) + extra, "tune") for seed in tune_seeds)
         title = "tune" if round_no == 0 else f"tune, grid extended past its edge ({round_no})"
         jobs = engine.round(specs, title=title, skip_invalid=True)
         index = {job.overrides[:-1]: job for job in jobs}  # without the sweep.stage line
         for arm in pending:
             for setting in arm.settings:
                 for seed in tune_seeds:
-                    job = index.get(arm.lines + setting + (f"seed={seed}",))
+                    job = index.get(arm.lines + setting + (f"seed={seed}",) + extra)
                     if job is not None:
                         arm.jobs[setting].append(job)
         if engine.stopped():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -84,6 +85,8 @@ class Composer:
             try:
                 full = self.loader.load_sweep_config(master_config=self.master, sweep_overrides=list(structural))
                 self.n_compositions += 1
+                if self._shareable(overrides):
+                    self._full.setdefault(structural, full)  # job_config's base too (it is only read)
                 plain = OmegaConf.to_container(full, resolve=False)
                 plain.pop("hydra", None)
                 base = (plain, {k: v for k, v in full.hydra.runtime.choices.items()})
@@ -162,13 +165,30 @@ class Composer:
             return None
         return cfg
 
+    def _shareable(self, overrides: list[Override]) -> bool:
+        """True unless a structural override adds, deletes or re-packages a key (then Hydra composes the job)."""
+        return not any(o.package is not None or o.is_add() or o.is_delete() or o.is_force_add()
+                       for o in overrides if self._structural(o))
+
+    def bases(self, jobs: list[tuple[str, ...]]) -> dict:
+        """The composed bases of these jobs (structural key -> full config) this composer holds, with the
+        working folder they were composed in (``hydra.runtime.cwd``): for :meth:`adopt` in a worker."""
+        keys = {tuple(o.input_line for o in map(self.parsed, lines) if self._structural(o)) for lines in jobs}
+        return {"cwd": os.getcwd(), "bases": {key: self._full[key] for key in keys if self._full.get(key) is not None}}
+
+    def adopt(self, shared: dict) -> None:
+        """Use bases another process composed (:meth:`bases`) instead of composing them again (~0.15 s
+        each), when this process works in the same folder (the only process-dependent value in them)."""
+        if shared and shared.get("cwd") == os.getcwd():
+            for key, base in shared["bases"].items():
+                self._full.setdefault(key, base)
+
     def _base(self, lines: tuple[str, ...]):
         """``(overrides, structural key, composed base)`` of the job, or None (compose it with Hydra)."""
         overrides = [self.parsed(line) for line in lines]
-        structural = [o for o in overrides if self._structural(o)]
-        if any(o.package is not None or o.is_add() or o.is_delete() or o.is_force_add() for o in structural):
+        if not self._shareable(overrides):
             return None
-        key = tuple(o.input_line for o in structural)
+        key = tuple(o.input_line for o in overrides if self._structural(o))
         if key not in self._full:
             try:
                 self._full[key] = self.loader.load_sweep_config(master_config=self.master, sweep_overrides=list(key))
