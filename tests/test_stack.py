@@ -112,6 +112,26 @@ SEEDS_AND_LRS = [{"seed": 0}, {"seed": 1}, {"seed": 0, "optimizer.lr": 0.03}]
 EPOCHS = "trainer.epochs=4"
 
 
+def test_runs_of_other_seeds_are_evaluated_in_one_gathered_call(base_cfg):
+    """The identity tests' packs (seeds 0 and 1) take the gathered evaluation: runs of one seed share
+    their broadcast array, runs of other seeds of one split shape are gathered into one call."""
+    from lossbench.stack.engine import _Pack
+    from lossbench.stack.evaluate import _eval_calls
+
+    builts = _builds(base_cfg, ("dataset=iris", "model=mlp", "loss=ce", EPOCHS), SEEDS_AND_LRS)
+    pack = _Pack(builts, [None] * 3, [None] * 3, [None] * 3, [None] * 3, 1e9)
+    for name in pack.data.names:
+        calls = _eval_calls(pack, name, [0, 1, 2])
+        assert [(slots, gathered) for slots, _, _, gathered in calls] == [([0, 2, 1], True)]
+        X, y = calls[0][1], calls[0][2]
+        for row, run in enumerate([0, 2, 1]):
+            X_run, y_run = pack.data.splits[run][name]
+            assert np.array_equal(X[row], X_run) and np.array_equal(y[row], y_run)
+    alone = _builds(base_cfg, ("dataset=iris", "model=mlp", "loss=ce", EPOCHS), SEEDS_AND_LRS[:1] * 2)
+    shared = _Pack(alone, [None] * 2, [None] * 2, [None] * 2, [None] * 2, 1e9)
+    assert [(slots, gathered) for slots, _, _, gathered in _eval_calls(shared, "test", [0, 1])] == [([0, 1], False)]
+
+
 @pytest.mark.parametrize("loss", conf_names("loss"))
 def test_every_loss_stacks_identically_on_three_classes(base_cfg, loss):
     check_pack(base_cfg, ("dataset=iris", "model=softmax", f"loss={loss}", "optimizer=minibatch", EPOCHS),

@@ -366,3 +366,23 @@ print("sklearn imported:", "sklearn" in sys.modules)
     lines = out.stdout.splitlines()
     assert lines[-1] == "sklearn imported: False"
     assert dict(line.split() for line in lines[:-1]) == here
+
+
+def test_a_packed_runs_yaml_files_are_the_text_omegaconf_writes():
+    """run_packed_job writes the .hydra files from cached dumps of their items: the text must be
+    OmegaConf.to_yaml's, for long, multi-line, quoted, empty and nested values alike."""
+    from omegaconf import OmegaConf
+
+    from lossbench.sweep.job import to_yaml
+
+    tricky = {"a": "x" * 200, "b": "word " * 40, "c": "line one\nline two\n", "d": "yes", "e": "1e3", "f": "",
+              "g": None, "h": [1, [2, 3], {"k": "v: w"}], "i": {}, "j": [], "k": "${other}", "l": 1.0e-5,
+              "m": float("inf"), "n": "'q'", "o": " lead", "p": "#x", "q": 3, "r": True, "other": "ü"}
+    configs = [tricky, {"hydra": tricky}, {"hydra": {"job": tricky, "run": {"dir": "runs/${now:%H}"}}},
+               {"hydra": {}}, {"1": "numeric key"}, {"hydra": {"a b": 1}}]
+    for plain in configs:
+        node = OmegaConf.create(plain)
+        for _ in range(2):  # the second time from the cache
+            assert to_yaml(node) == OmegaConf.to_yaml(node), plain
+    lines = OmegaConf.create(["seed=1", "optimizer.lr=0.1"])
+    assert to_yaml(lines) == OmegaConf.to_yaml(lines)

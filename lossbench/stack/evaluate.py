@@ -50,6 +50,7 @@ class StackedData:
         self.X_train = train[0][0] if len(train) == 1 else np.concatenate([X for X, _ in train])
         self.y_train = train[0][1] if len(train) == 1 else np.concatenate([y for _, y in train])
         self._full: tuple | None = None
+        self._gathered: dict[str, tuple] = {}
 
     def train_offsets(self, runs: list[int]) -> np.ndarray:
         """The first flat row of each run's training split (R,)."""
@@ -64,6 +65,15 @@ class StackedData:
             y = np.stack([self.unique["train"][u][1] for u in index])
             self._full = (key, X, y)
         return self._full[1], self._full[2]
+
+
+    def gathered(self, name: str, runs: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """Split ``name`` of each run, stacked: X (R, n, d), y (R, n, ...) (the last set per split cached)."""
+        key = tuple(runs)
+        if self._gathered.get(name, (None,))[0] != key:
+            arrays = [self.unique[name][self.index[name][i]] for i in runs]
+            self._gathered[name] = (key, np.stack([X for X, _ in arrays]), np.stack([y for _, y in arrays]))
+        return self._gathered[name][1], self._gathered[name][2]
 
 
 #: built-in losses whose class-label path ``stacked_loss`` may call directly (their own classes, not subclasses)
@@ -122,43 +132,70 @@ def stacked_loss(groups, outputs: np.ndarray, targets: np.ndarray) -> tuple[np.n
 
 
 EVAL_CHUNK_VALUES = 2**20
+#: runs with splits of one shape but other values (other seeds) are evaluated in one call on their
+#: splits gathered into (R, n, d), when that array holds at most this many values: small splits,
+#: where the calls cost more than the arithmetic (ten seeds of digits: ~2x faster evaluation)
+GATHER_MAX_VALUES = 2**22
+
+
+def _eval_calls(pack, name: str, runs: list[int]) -> list[tuple[list[int], np.ndarray, np.ndarray, bool]]:
+    """The calls evaluating split ``name`` of these runs: ``(slots, X, y, gathered)``, X (1, n, d) with
+    y (n, ...) for runs sharing one array (broadcast), or X (R', n, d) with y (R', n, ...) gathered."""
+    data = pack.data
+    by_data: dict[int, list[int]] = {}
+    for slot, i in enumerate(runs):
+        by_data.setdefault(data.index[name][i], []).append(slot)
+    # runs per call: a sub-stack's outputs stay near a cache-sized 2**20 values (10 runs of a
+    # 50,000-row split at once were slower per run than one at a time)
+    n_values = data.unique[name][0][0].shape[0] * max(pack.runs[runs[0]].built.n_outputs, 1)
+    chunk = max(1, EVAL_CHUNK_VALUES // max(1, n_values))
+    by_shape: dict[tuple, list[int]] = {}
+    for u in by_data:
+        X, y = data.unique[name][u]
+        by_shape.setdefault((X.shape, X.dtype.str, y.shape, y.dtype.str), []).append(u)
+    calls = []
+    for arrays in by_shape.values():
+        members = [slot for u in arrays for slot in by_data[u]]
+        if len(arrays) > 1 and data.unique[name][arrays[0]][0].size * len(members) <= GATHER_MAX_VALUES:
+            for first in range(0, len(members), chunk):
+                slots = members[first:first + chunk]
+                X, y = data.gathered(name, [runs[slot] for slot in slots])
+                calls.append((slots, X, y, True))
+            continue
+        for u in arrays:
+            X, y = data.unique[name][u]
+            calls.extend((by_data[u][first:first + chunk], X[None], y, False)
+                         for first in range(0, len(by_data[u]), chunk))
+    return calls
 
 
 def evaluate_runs(pack, runs: list[int]) -> list[dict]:
     """The metrics of :func:`lossbench.train.evaluate` for each of these runs (indices into ``pack.runs``).
 
-    Stacked: per split and per distinct data array, one ``forward_stacked`` over the runs that use
-    it (the array broadcast over them), one loss call per loss setting, and the metrics of
-    :func:`stacked_classification_metrics` over the run axis; regression metrics run by run.
+    Stacked: per split, one ``forward_stacked`` over the runs that share a data array (broadcast
+    over them) or, for small splits of one shape, over all of them (gathered, :func:`_eval_calls`),
+    one loss call per loss setting, and the metrics of :func:`stacked_classification_metrics`
+    over the run axis; regression metrics run by run.
     """
     positions = [pack.active.index(i) for i in runs]
     rows = [dict() for _ in runs]
     model = pack.active_model
     for name in pack.data.names:
-        by_data: dict[int, list[int]] = {}
-        for slot, i in enumerate(runs):
-            by_data.setdefault(pack.data.index[name][i], []).append(slot)
-        # runs per call: a sub-stack's outputs stay near a cache-sized 2**20 values (10 runs of a
-        # 50,000-row split at once were slower per run than one at a time)
-        n_values = pack.data.unique[name][0][0].shape[0] * max(pack.runs[runs[0]].built.n_outputs, 1)
-        chunk = max(1, EVAL_CHUNK_VALUES // max(1, n_values))
-        calls = [(u, members[first:first + chunk]) for u, members in by_data.items()
-                 for first in range(0, len(members), chunk)]
-        for u, slots in calls:
-            X, y = pack.data.unique[name][u]
+        for slots, X, y, gathered in _eval_calls(pack, name, runs):
             stack = [positions[slot] for slot in slots]
             everyone = stack == list(range(len(pack.active)))
             params = pack.P if everyone else {key: value[stack] for key, value in pack.P.items()}
-            outputs, _ = model.forward_stacked(params, X[None])
-            labels = np.broadcast_to(y, (len(slots), *y.shape))
+            outputs, _ = model.forward_stacked(params, X)
+            labels = y if gathered else np.broadcast_to(y, (len(slots), *y.shape))
             losses = [pack.runs[runs[slot]].built.loss for slot in slots]
             groups = _group_losses(losses)
             per_sample_loss, dlogits = stacked_loss(groups, outputs, labels)
             mean_loss = np.mean(per_sample_loss, axis=1)
             if pack.task == "classification":
-                metrics = stacked_classification_metrics(outputs, y, groups, dlogits if name == "train" else None)
+                metrics = stacked_classification_metrics(outputs, labels if gathered else y, groups,
+                                                         dlogits if name == "train" else None)
             else:
-                metrics = [regression_metrics(outputs[j], y) for j in range(len(slots))]
+                metrics = [regression_metrics(outputs[j], labels[j]) for j in range(len(slots))]
             for j, slot in enumerate(slots):
                 row = rows[slot]
                 row[f"{name}_loss"] = float(mean_loss[j])
@@ -181,7 +218,8 @@ def _mean_last(values: np.ndarray) -> np.ndarray:
 
 def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, groups, dlogits=None) -> list[dict]:
     """:func:`lossbench.metrics.classification_metrics` (+ :func:`gradient_diagnostics` when ``dlogits``
-    is given) of R runs' outputs (R, n, k) on one split's labels (n,), one dict per run, equal to
+    is given) of R runs' outputs (R, n, k) on one split's labels (n,) or on each run's own (R, n), one
+    dict per run, equal to
     the per-run functions bit for bit: the same operations along the same axes per run (means
     along the last, contiguous axis; ECE bin sums by one ``bincount`` whose bins are per run;
     counts, exact in float64, for the fractions). The two masked means of the diagnostics sum a
@@ -191,6 +229,7 @@ def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, grou
     outputs = outputs.astype(np.float64, copy=False)
     n_classes = max(k, 2)
     labels = labels.astype(np.int64, copy=False)
+    per_run = labels.ndim == 2  # (R, n): each run's own split (gathered), else one split's labels (n,)
     nan = float("nan")
     finite = np.isfinite(outputs).reshape(R, -1).all(axis=1)
     predicted = outputs[:, :, 0] > 0 if k == 1 else outputs.argmax(axis=2)
@@ -213,12 +252,13 @@ def stacked_classification_metrics(outputs: np.ndarray, labels: np.ndarray, grou
             owners = [owner for owner, ok in zip(owners, usable) if ok]
     if parts and owners:
         m = len(owners)
-        p_label = np.take_along_axis(p, labels[None, :, None], axis=2)[:, :, 0]
+        owned = labels[owners] if per_run else labels[None, :]  # (m, n) or (1, n), broadcast
+        p_label = np.take_along_axis(p, owned[:, :, None], axis=2)[:, :, 0]
         if n_classes == 2:
-            brier = _mean_last((p[:, :, 1] - labels) ** 2)
+            brier = _mean_last((p[:, :, 1] - owned) ** 2)
         else:
             squared_error = np.square(p)
-            squared_error[:, np.arange(n), labels] += 1.0 - 2.0 * p_label
+            squared_error[np.arange(m)[:, None], np.arange(n)[None, :], owned] += 1.0 - 2.0 * p_label
             brier = _mean_last(squared_error.sum(axis=2))
         confidence = p.max(axis=2)
         correct = correct_prediction[owners].astype(np.float64)

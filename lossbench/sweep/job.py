@@ -17,9 +17,60 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.utils import JobReturn, JobRuntime, JobStatus, _flush_loggers, configure_log, env_override
+import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+try:  # the dumper OmegaConf.to_yaml uses (private: without it, every file goes through OmegaConf.to_yaml)
+    from omegaconf._utils import get_omega_conf_dumper
+except ImportError:  # pragma: no cover
+    get_omega_conf_dumper = None
+
 from lossbench.records import atomic_write_text
+
+
+_ITEM_TEXT: dict[tuple, str] = {}  # (path, key, repr(value)) -> that item's YAML lines, as in the whole file
+
+
+def _dump(container) -> str:
+    """``yaml.dump`` exactly as ``OmegaConf.to_yaml`` calls it."""
+    return yaml.dump(container, default_flow_style=False, allow_unicode=True, sort_keys=False,
+                     Dumper=get_omega_conf_dumper())
+
+
+def to_yaml(node) -> str:
+    """``OmegaConf.to_yaml(node)``, the same text, from cached dumps of its items (~2x faster for a pack).
+
+    In block style the YAML of a mapping is its items' lines one after another, each item's text
+    depending only on its key, value and depth; the runs of a pack differ in a few items (the
+    seed, the rate, the folder), so the others are dumped once per process. A lone top-level key
+    (``hydra:``) is split one level deeper. Keys that are not plain names go to ``OmegaConf.to_yaml``.
+    """
+    container = None if get_omega_conf_dumper is None else OmegaConf.to_container(node, resolve=False, enum_to_str=True)
+    if not isinstance(container, dict) or not container or not all(_plain(k) for k in container):
+        return OmegaConf.to_yaml(node)
+    if len(container) == 1:
+        ((top, inner),) = container.items()
+        if isinstance(inner, dict) and inner and all(_plain(k) for k in inner):
+            return f"{top}:\n" + "".join(_item((top,), key, value) for key, value in inner.items())
+    return "".join(_item((), key, value) for key, value in container.items())
+
+
+def _plain(key) -> bool:
+    return isinstance(key, str) and key.isidentifier()
+
+
+def _item(path: tuple, key: str, value) -> str:
+    cache_key = (path, key, repr(value))
+    text = _ITEM_TEXT.get(cache_key)
+    if text is None:
+        item = {key: value}
+        for name in reversed(path):
+            item = {name: item}
+        text = _dump(item).split("\n", len(path))[-1]  # without the lines of the enclosing keys
+        if len(_ITEM_TEXT) > 4096:
+            _ITEM_TEXT.clear()
+        _ITEM_TEXT[cache_key] = text
+    return text
 
 
 def run_packed_job(hydra_context, task_function, config: DictConfig, task_cfg: DictConfig) -> JobReturn:
@@ -47,7 +98,7 @@ def run_packed_job(hydra_context, task_function, config: DictConfig, task_cfg: D
             hydra_output.mkdir(parents=True, exist_ok=True)
             for name, node in (("config.yaml", task_cfg), ("hydra.yaml", hydra_cfg),
                                ("overrides.yaml", config.hydra.overrides.task)):
-                atomic_write_text(hydra_output / name, OmegaConf.to_yaml(node))
+                atomic_write_text(hydra_output / name, to_yaml(node))
         OmegaConf.copy_cache(from_config=config, to_config=task_cfg)  # run_job's copy carries the cache
         with env_override(hydra_cfg.hydra.job.env_set):
             callbacks.on_job_start(config=config, task_function=task_function)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import logging
 import os
+import pickle
 
 from hydra.core.override_parser.types import Override
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
@@ -53,6 +54,7 @@ class Composer:
         self._bases: dict[tuple[str, ...], tuple[dict, dict] | str] = {}
         self._full: dict[tuple[str, ...], DictConfig | None] = {}
         self._task_bases: dict[tuple[str, ...], DictConfig] = {}
+        self._frozen: dict[tuple, bytes] = {}  # pickles of the bases (_copy)
         self.n_compositions = 0
 
     def _list_groups(self, parent: str) -> set[str]:
@@ -128,8 +130,8 @@ class Composer:
         found = self._base(lines)
         if found is None:
             return None
-        overrides, _, base = found
-        cfg = copy.deepcopy(base)
+        overrides, key, base = found
+        cfg = self._copy(("full", key), base)
         try:
             self._apply_values(cfg, overrides)
         except PlanError:
@@ -158,12 +160,24 @@ class Composer:
             with read_write(without), open_dict(without):
                 del without["hydra"]
             self._task_bases[key] = without
-        cfg = copy.deepcopy(self._task_bases[key])
+        cfg = self._copy(("task", key), self._task_bases[key])
         try:
             self._apply_values(cfg, overrides)
         except PlanError:
             return None
         return cfg
+
+    def _copy(self, key: tuple, base: DictConfig) -> DictConfig:
+        """A deep copy of ``base`` from its pickle, made once (a quarter of ``copy.deepcopy``'s time), or
+        ``copy.deepcopy`` where it does not pickle (a base unpickled from the sweep may name a config
+        class that Hydra's plugin scan imported again in this process)."""
+        if key not in self._frozen:
+            try:
+                self._frozen[key] = pickle.dumps(base)
+            except (pickle.PicklingError, TypeError, AttributeError):
+                self._frozen[key] = None
+        frozen = self._frozen[key]
+        return copy.deepcopy(base) if frozen is None else pickle.loads(frozen)  # bytes made here, not a file's
 
     def _shareable(self, overrides: list[Override]) -> bool:
         """True unless a structural override adds, deletes or re-packages a key (then Hydra composes the job)."""
@@ -174,14 +188,23 @@ class Composer:
         """The composed bases of these jobs (structural key -> full config) this composer holds, with the
         working folder they were composed in (``hydra.runtime.cwd``): for :meth:`adopt` in a worker."""
         keys = {tuple(o.input_line for o in map(self.parsed, lines) if self._structural(o)) for lines in jobs}
-        return {"cwd": os.getcwd(), "bases": {key: self._full[key] for key in keys if self._full.get(key) is not None}}
+        bases = {}
+        for key in keys:
+            if self._full.get(key) is not None:
+                self._copy(("full", key), self._full[key])  # pickled here, where its classes are the modules'
+                if self._frozen[("full", key)] is not None:
+                    bases[key] = self._frozen[("full", key)]
+        return {"cwd": os.getcwd(), "bases": bases}
 
     def adopt(self, shared: dict) -> None:
-        """Use bases another process composed (:meth:`bases`) instead of composing them again (~0.15 s
-        each), when this process works in the same folder (the only process-dependent value in them)."""
+        """Use bases another process composed (:meth:`bases`: pickles of them) instead of composing them
+        again (~0.15 s each), when this process works in the same folder (the only process-dependent
+        value in them)."""
         if shared and shared.get("cwd") == os.getcwd():
-            for key, base in shared["bases"].items():
-                self._full.setdefault(key, base)
+            for key, frozen in shared["bases"].items():
+                if key not in self._full:
+                    self._frozen[("full", key)] = frozen
+                    self._full[key] = pickle.loads(frozen)  # the sweep's own bytes, as the launcher sends the task
 
     def _base(self, lines: tuple[str, ...]):
         """``(overrides, structural key, composed base)`` of the job, or None (compose it with Hydra)."""
