@@ -141,3 +141,27 @@ def test_log_evaluation_records_fewer_epochs_and_trains_the_same(compose_cfg):
             {k: v for k, v in expected.items() if k != "time_s"}
     for name, value in runs["every"][0].model.params.items():
         assert np.array_equal(value, runs["log"][0].model.params[name])
+
+
+@pytest.mark.parametrize("group", ["dataset", "model", "loss", "optimizer", "schedule"])
+def test_components_are_built_as_hydras_instantiate_builds_them(compose_cfg, group, tmp_path):
+    """build calls a component's class with its node's values (containers as nodes, as Hydra's
+    _convert_=none passes them) instead of hydra.utils.instantiate: every shipped option must
+    come out with the same attributes, and a constructor's error must read the same."""
+    from hydra.utils import instantiate
+
+    from lossbench.build import _instantiate
+
+    (tmp_path / "x.csv").write_text("a,y\n1,0\n2,1\n3,0\n4,1\n")
+    for option in conf_names(group):
+        extra = [f"dataset.path={tmp_path / 'x.csv'}", "dataset.target=y"] if option == "csv" else []
+        cfg, _ = compose_cfg(f"{group}={option}", *extra)
+        ours, hydras = _instantiate(group, cfg[group], option), instantiate(cfg[group], _recursive_=False)
+        assert type(ours) is type(hydras)
+        assert repr(vars(ours)) == repr(vars(hydras)), option
+    cfg, _ = compose_cfg("optimizer.lr=-1")
+    with pytest.raises(ConfigError, match=r"optimizer=adam: optimizer\.lr"):
+        _instantiate("optimizer", cfg.optimizer, "adam")
+    cfg, _ = compose_cfg("+optimizer.no_such_key=1")
+    with pytest.raises(ConfigError, match="no_such_key"):
+        _instantiate("optimizer", cfg.optimizer, "adam")

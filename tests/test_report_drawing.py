@@ -66,14 +66,19 @@ def test_a_helper_draws_some_figures_with_the_bytes_drawn_here(sweep, alone):
 
 
 def test_a_helper_started_before_the_runs_exist_draws_with_the_same_bytes(sweep, alone, tmp_path):
-    """A sweep starts its helper (niced) while the runs train, and names the runs when the report
-    begins: the helper has imported by then, and draws as one started by the report."""
+    """A sweep starts its helper (niced) while the runs train and names the runs when the report
+    begins: it then draws as one started by the report, and build_report uses and ends it."""
     specs, expected = _specs(sweep)
     helper = drawing.Helper(nice=10)
     assert helper.alive() and not helper.started
-    index = page.build_report([sweep], out_dir=tmp_path / "early", helper=helper)
-    assert helper.started and helper.failed is None and helper.drawn >= 1
-    assert helper.process.poll() is not None  # the report ended it
+    helper.start([sweep], 0.95)
+    helper.expected = expected
+    assert helper.ready() == expected
+    assert drawing.render_all(specs, helper) == alone
+    assert helper.failed is None and helper.drawn >= 1
+    given = drawing.Helper(nice=10)
+    index = page.build_report([sweep], out_dir=tmp_path / "early", helper=given)
+    assert given.started and given.process.poll() is not None  # used, then ended by the report
     for name, (_, png, svg) in zip([spec.name for spec in specs], alone):
         assert (index.parent / f"{name}.png").read_bytes() == png and (index.parent / f"{name}.svg").read_bytes() == svg
 

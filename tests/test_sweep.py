@@ -153,7 +153,12 @@ def test_a_packed_runs_config_is_the_one_hydra_composes(lines):
         composer.job_config(("seed=99", *lines[:-1]))  # another job of the same pack: the base is shared
         derived = composer.job_config(lines)
         hydras = loader.load_sweep_config(master_config=master, sweep_overrides=list(lines))
-    assert derived is not None and composer.n_compositions == 1
+        assert derived is not None and composer.n_compositions == 1
+        planned = [composer.compose(lines)[0] for _ in range(2)]  # the plan's copy of the job's config
+    for cfg in planned:  # as Hydra's, without the hydra node, struct at the root (from a pickled copy)
+        assert OmegaConf.to_container(cfg, resolve=False) == {
+            key: value for key, value in OmegaConf.to_container(hydras, resolve=False).items() if key != "hydra"}
+        assert OmegaConf.is_struct(cfg)
     assert OmegaConf.to_container(derived, resolve=False) == OmegaConf.to_container(hydras, resolve=False)
     assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydras)
     for node in ("", "hydra", "hydra.overrides", "hydra.job", "optimizer"):

@@ -54,7 +54,8 @@ class Composer:
         self._bases: dict[tuple[str, ...], tuple[dict, dict] | str] = {}
         self._full: dict[tuple[str, ...], DictConfig | None] = {}
         self._task_bases: dict[tuple[str, ...], DictConfig] = {}
-        self._frozen: dict[tuple, bytes] = {}  # pickles of the bases (_copy)
+        self._frozen: dict[tuple, bytes | None] = {}  # pickles of the bases (_copy); None: it does not pickle
+        self._unpicklable: dict[tuple, DictConfig] = {}
         self.n_compositions = 0
 
     def _list_groups(self, parent: str) -> set[str]:
@@ -98,7 +99,8 @@ class Composer:
         if isinstance(base, str):
             raise PlanError(base)
         plain, choices = base
-        cfg = OmegaConf.create(copy.deepcopy(plain))
+        key = ("plain", structural)  # a fresh OmegaConf.create(plain), from its pickle
+        cfg = self._copy(key, None if key in self._frozen else OmegaConf.create(copy.deepcopy(plain)))
         self._apply_values(cfg, overrides)
         OmegaConf.set_struct(cfg, True)
         return cfg, dict(choices)
@@ -167,17 +169,18 @@ class Composer:
             return None
         return cfg
 
-    def _copy(self, key: tuple, base: DictConfig) -> DictConfig:
-        """A deep copy of ``base`` from its pickle, made once (a quarter of ``copy.deepcopy``'s time), or
-        ``copy.deepcopy`` where it does not pickle (a base unpickled from the sweep may name a config
-        class that Hydra's plugin scan imported again in this process)."""
+    def _copy(self, key: tuple, base: DictConfig | None = None) -> DictConfig:
+        """A deep copy of the base stored under ``key`` (given the first time), from its pickle, made
+        once (a quarter of ``copy.deepcopy``'s time); ``copy.deepcopy`` where it does not pickle (a
+        base unpickled from the sweep may name a config class that Hydra's plugin scan imported
+        again in this process)."""
         if key not in self._frozen:
             try:
                 self._frozen[key] = pickle.dumps(base)
             except (pickle.PicklingError, TypeError, AttributeError):
-                self._frozen[key] = None
+                self._frozen[key], self._unpicklable[key] = None, base
         frozen = self._frozen[key]
-        return copy.deepcopy(base) if frozen is None else pickle.loads(frozen)  # bytes made here, not a file's
+        return copy.deepcopy(self._unpicklable[key]) if frozen is None else pickle.loads(frozen)  # bytes made here
 
     def _shareable(self, overrides: list[Override]) -> bool:
         """True unless a structural override adds, deletes or re-packages a key (then Hydra composes the job)."""
