@@ -165,3 +165,20 @@ def test_components_are_built_as_hydras_instantiate_builds_them(compose_cfg, gro
     cfg, _ = compose_cfg("+optimizer.no_such_key=1")
     with pytest.raises(ConfigError, match="no_such_key"):
         _instantiate("optimizer", cfg.optimizer, "adam")
+
+
+def test_a_constructor_that_fails_otherwise_is_a_config_error(compose_cfg, tmp_path, monkeypatch):
+    """A component whose constructor raises something other than ValueError/TypeError still stops
+    the run with a one-line ConfigError, not a traceback (as Hydra's InstantiationException did)."""
+    (tmp_path / "broken_optimizer.py").write_text(
+        "class Broken:\n"
+        "    lr = 0.1\n"
+        "    batch_size = None\n"
+        "    def __init__(self, **kwargs):\n"
+        "        raise RuntimeError('no GPU here')\n"
+        "    def step(self, params, grads):\n"
+        "        pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg, choices = compose_cfg("optimizer._target_=broken_optimizer.Broken")
+    with pytest.raises(ConfigError, match="optimizer=adam: cannot build it: no GPU here"):
+        build(cfg, choices=choices)
