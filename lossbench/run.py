@@ -9,7 +9,6 @@ module decides what a run does with them and what it leaves on disk.
 from __future__ import annotations
 
 import copy
-
 import hashlib
 import logging
 import math

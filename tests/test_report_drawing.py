@@ -104,8 +104,8 @@ def test_a_helper_that_dies_leaves_its_figures_to_this_process(sweep, alone):
 def test_the_report_drawn_with_a_helper_is_the_report_drawn_alone(sweep, tmp_path, monkeypatch):
     pages = {}
     for name, minimum in (("alone", 10**9), ("helper", 1)):
-        monkeypatch.setattr(page, "HELPER_MIN_RUNS", minimum)
-        monkeypatch.setattr(page, "usable_cores", lambda: 2)
+        monkeypatch.setattr(drawing, "HELPER_MIN_RUNS", minimum)
+        monkeypatch.setattr(drawing, "usable_cores", lambda: 2)
         started = []
         monkeypatch.setattr(page, "Helper", lambda *args: started.append(drawing.Helper(*args)) or started[-1])
         index = page.build_report([sweep], out_dir=tmp_path / name)

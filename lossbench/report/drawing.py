@@ -68,6 +68,12 @@ def render(spec: FigureSpec) -> tuple[str, bytes, bytes] | None:
     return caption, png.getvalue(), svg.getvalue()
 
 
+def helper_pays(n_runs: int) -> bool:
+    """True when a figure helper is worth its start-up: two or more usable cores, a study of
+    ``HELPER_MIN_RUNS`` runs or more."""
+    return n_runs >= HELPER_MIN_RUNS and usable_cores() >= 2
+
+
 def usable_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -171,6 +177,7 @@ class Helper:
             self.failed = f"{type(err).__name__}: {err}"
 
     def alive(self) -> bool:
+        """The child still runs and nothing has failed (a sweep's helper may have died while waiting)."""
         return self.process.poll() is None and self.failed is None
 
     def ready(self, timeout: float = HELLO_PATIENCE_S) -> dict:

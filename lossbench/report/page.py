@@ -51,7 +51,7 @@ from lossbench.report.common import LR_KEY
 from lossbench.report.comparisons import ALPHA, BAND_METHOD, pair_stats
 from lossbench.report.exports import SchemaError, write_tables
 from lossbench.report.folders import DamagedRun
-from lossbench.report.drawing import HELPER_MIN_RUNS, Helper, usable_cores
+from lossbench.report.drawing import Helper, helper_pays
 from lossbench.report.gallery import _all_figures, remove_figures
 from lossbench.report.layout import RC, FigureFile, Layout, _layout, _metric_label
 from lossbench.report.output import write_csv, write_text
@@ -97,15 +97,13 @@ def build_report(sweep_dirs: list[Path], out_dir: Path | None = None,
 def _figure_helper(sweep_dirs, target_fraction: float) -> Helper | None:
     """A helper process for the figures of a study (two or more cores, many runs), started now so
     that its imports overlap the loading; None for a small sweep, whose figures are drawn here."""
-    if usable_cores() < 2:
-        return None
     n_runs = 0
     for sweep_dir in sweep_dirs:
         try:
             n_runs += sum(1 for entry in os.scandir(sweep_dir) if entry.is_dir() and entry.name != "report")
         except OSError:
             return None  # load_runs says what is wrong with the folder
-    return Helper(sweep_dirs, target_fraction) if n_runs >= HELPER_MIN_RUNS else None
+    return Helper(sweep_dirs, target_fraction) if helper_pays(n_runs) else None
 
 
 def views(runs: Runs) -> tuple[TunedView | None, Layout]:

@@ -330,7 +330,7 @@ class _Pack:
             if self.shuffle:
                 X_batch, y_batch = self._batch(steps[index])
             else:
-                X_batch, y_batch = self.data.full_train(self.active)
+                X_batch, y_batch = self.data.gathered("train", self.active)
             n_batch = X_batch.shape[1]
             outputs, cache = model.forward_stacked(P, X_batch)
             per_sample_loss, dlogits = stacked_loss(groups, outputs, y_batch)

@@ -49,31 +49,22 @@ class StackedData:
         self.n_train = train[0][0].shape[0]
         self.X_train = train[0][0] if len(train) == 1 else np.concatenate([X for X, _ in train])
         self.y_train = train[0][1] if len(train) == 1 else np.concatenate([y for _, y in train])
-        self._full: tuple | None = None
-        self._gathered: dict[str, tuple] = {}
+        self._gathered: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
     def train_offsets(self, runs: list[int]) -> np.ndarray:
         """The first flat row of each run's training split (R,)."""
         return np.array([self.index["train"][i] * self.n_train for i in runs], dtype=np.intp)
 
-    def full_train(self, runs: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The whole training split of each run, stacked: X (R, n, d), y (R, n, ...) (cached per run set)."""
-        key = tuple(runs)
-        if self._full is None or self._full[0] != key:
-            index = [self.index["train"][i] for i in runs]
-            X = np.stack([self.unique["train"][u][0] for u in index])
-            y = np.stack([self.unique["train"][u][1] for u in index])
-            self._full = (key, X, y)
-        return self._full[1], self._full[2]
-
-
     def gathered(self, name: str, runs: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """Split ``name`` of each run, stacked: X (R, n, d), y (R, n, ...) (the last set per split cached)."""
-        key = tuple(runs)
-        if self._gathered.get(name, (None,))[0] != key:
+        """Split ``name`` (``train``: full-batch steps; any: evaluation) of each run, stacked: X (R, n, d),
+        y (R, n, ...), cached for the last few run sets (a run that diverges leaves the set)."""
+        key = (name, tuple(runs))
+        if key not in self._gathered:
+            if len(self._gathered) >= 8:
+                self._gathered.clear()
             arrays = [self.unique[name][self.index[name][i]] for i in runs]
-            self._gathered[name] = (key, np.stack([X for X, _ in arrays]), np.stack([y for _, y in arrays]))
-        return self._gathered[name][1], self._gathered[name][2]
+            self._gathered[key] = (np.stack([X for X, _ in arrays]), np.stack([y for _, y in arrays]))
+        return self._gathered[key]
 
 
 #: built-in losses whose class-label path ``stacked_loss`` may call directly (their own classes, not subclasses)

@@ -542,9 +542,9 @@ class Engine:
         two or more cores): its imports then use idle CPU while the runs train, not the report's time."""
         if self.figure_helper is not None or not self.config.report.get("figures", True):
             return
-        from lossbench.report.drawing import HELPER_MIN_RUNS, Helper, usable_cores
+        from lossbench.report.drawing import Helper, helper_pays
 
-        if usable_cores() >= 2 and len(self.jobs) >= HELPER_MIN_RUNS:
+        if helper_pays(len(self.jobs)):
             self.figure_helper = Helper(nice=10)
 
     def _report(self, sweep_dir: Path, summaries: list[dict]) -> None:

@@ -82,7 +82,7 @@ class Composer:
     def compose(self, lines: tuple[str, ...]) -> tuple[DictConfig, dict]:
         """The job's config (as Hydra will compose it in the job) and its group choices; PlanError if it cannot."""
         overrides = [self.parsed(line) for line in lines]
-        structural = tuple(o.input_line for o in overrides if self._structural(o))
+        structural = self._structural_key(overrides)
         base = self._bases.get(structural)
         if base is None:
             try:
@@ -182,6 +182,10 @@ class Composer:
         frozen = self._frozen[key]
         return copy.deepcopy(self._unpicklable[key]) if frozen is None else pickle.loads(frozen)  # bytes made here
 
+    def _structural_key(self, overrides: list[Override]) -> tuple[str, ...]:
+        """The job's structural overrides (groups, ``+``/``~`` keys, packages, ``hydra``): one composition each."""
+        return tuple(o.input_line for o in overrides if self._structural(o))
+
     def _shareable(self, overrides: list[Override]) -> bool:
         """True unless a structural override adds, deletes or re-packages a key (then Hydra composes the job)."""
         return not any(o.package is not None or o.is_add() or o.is_delete() or o.is_force_add()
@@ -190,7 +194,7 @@ class Composer:
     def bases(self, jobs: list[tuple[str, ...]]) -> dict:
         """The composed bases of these jobs (structural key -> full config) this composer holds, with the
         working folder they were composed in (``hydra.runtime.cwd``): for :meth:`adopt` in a worker."""
-        keys = {tuple(o.input_line for o in map(self.parsed, lines) if self._structural(o)) for lines in jobs}
+        keys = {self._structural_key([self.parsed(line) for line in lines]) for lines in jobs}
         bases = {}
         for key in keys:
             if self._full.get(key) is not None:
@@ -214,7 +218,7 @@ class Composer:
         overrides = [self.parsed(line) for line in lines]
         if not self._shareable(overrides):
             return None
-        key = tuple(o.input_line for o in overrides if self._structural(o))
+        key = self._structural_key(overrides)
         if key not in self._full:
             try:
                 self._full[key] = self.loader.load_sweep_config(master_config=self.master, sweep_overrides=list(key))
