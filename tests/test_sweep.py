@@ -128,6 +128,66 @@ def test_the_sweeper_is_found_by_compose_and_by_hydras_plugin_scan(tmp_path):
     assert "LossbenchSweeper" in classes
 
 
+class _CountingLoader:
+    """Hydra's config loader, counting its compositions (picklable: a module-level class)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, 0
+
+    def load_sweep_config(self, master_config, sweep_overrides):
+        self.calls += 1
+        return self.inner.load_sweep_config(master_config, sweep_overrides)
+
+    def __getattr__(self, name):
+        if name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def test_the_launcher_composes_no_pack_leader_the_sweep_has_composed(tmp_path, monkeypatch):
+    """The launcher's loader (PlannedLoader) gives the first job of a pack the sweep's composition,
+    after the pickle trip a worker's copy makes, with the text and flags Hydra's composition has; any
+    other job, and every job in another working folder, Hydra composes."""
+    import pickle
+
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import HydraContext, RunMode
+    from omegaconf import OmegaConf
+
+    from lossbench.sweep.launch import PlannedLoader, SweepTask
+    from lossbench.sweep.validate import Composer
+
+    lead = ("experiment=l2_vs_ce", "dataset=digits", "loss=l2", "optimizer.lr=10", "seed=3")
+    other = ("experiment=l2_vs_ce", "dataset=digits", "loss=l2", "optimizer.lr=10", "seed=4")
+    alone = ("experiment=l2_vs_ce", "dataset=digits", "loss=ce", "optimizer.lr=1", "seed=3")
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        hydras = GlobalHydra.instance().config_loader()
+        master = hydras.load_configuration(config_name="config", overrides=["hydra.sweep.dir=/tmp/x"],
+                                           run_mode=RunMode.MULTIRUN)
+        planner = Composer(hydras, master)
+        planner.compose(lead)
+        counting = _CountingLoader(hydras)
+        task = SweepTask(print, HydraContext(config_loader=counting, callbacks=None), master)
+        task.packs = {lead: [(1, other)]}
+        task.bases = planner.bases([lead])
+        loader = pickle.loads(pickle.dumps(PlannedLoader(counting, task)))  # as a worker gets it
+        derived = loader.load_sweep_config(master, list(lead))
+        assert loader.inner.calls == 0
+        assert OmegaConf.to_yaml(derived) == OmegaConf.to_yaml(hydras.load_sweep_config(master, list(lead)))
+        for node in ("", "hydra", "hydra.job", "optimizer"):
+            a, b = (OmegaConf.select(c, node) if node else c
+                    for c in (derived, hydras.load_sweep_config(master, list(lead))))
+            assert OmegaConf.is_struct(a) == OmegaConf.is_struct(b) and OmegaConf.is_readonly(a) == OmegaConf.is_readonly(b)
+        loader.load_sweep_config(master, list(alone))  # not a pack's first job: Hydra composes it
+        assert loader.inner.calls == 1
+        monkeypatch.chdir(tmp_path)  # hydra.runtime.cwd differs: the sweep's composition does not apply
+        elsewhere = pickle.loads(pickle.dumps(PlannedLoader(counting, task)))
+        elsewhere.task.sweep_token = "test-elsewhere"
+        elsewhere.load_sweep_config(master, list(lead))
+        assert elsewhere.inner.calls == 1  # a fresh copy of the counting loader: this one call
+
+
 @pytest.mark.parametrize("lines", [
     ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000"),
     ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),

@@ -75,12 +75,17 @@ class Engine:
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
-        from lossbench.sweep.launch import SweepTask
+        from hydra.types import HydraContext
+
+        from lossbench.sweep.launch import PlannedLoader, SweepTask
 
         self.hydra_context = hydra_context
         self.config = config
         self.task = SweepTask(task_function, hydra_context, config)
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context, task_function=self.task,
+        # the launcher composes a pack's first job with the sweep's composition (the task ships it)
+        launching = HydraContext(config_loader=PlannedLoader(hydra_context.config_loader, self.task),
+                                 callbacks=hydra_context.callbacks)
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=launching, task_function=self.task,
                                                                 config=config)
 
     # ---------------------------------------------------------------- entry point

@@ -56,6 +56,7 @@ class Composer:
         self._task_bases: dict[tuple[str, ...], DictConfig] = {}
         self._frozen: dict[tuple, bytes | None] = {}  # pickles of the bases (_copy); None: it does not pickle
         self._unpicklable: dict[tuple, DictConfig] = {}
+        self._adopted: set[tuple[str, ...]] = set()  # structural keys whose base came from adopt()
         self.n_compositions = 0
 
     def _list_groups(self, parent: str) -> set[str]:
@@ -212,6 +213,15 @@ class Composer:
                 if key not in self._full:
                     self._frozen[("full", key)] = frozen
                     self._full[key] = pickle.loads(frozen)  # the sweep's own bytes, as the launcher sends the task
+                    self._adopted.add(key)
+
+    def adopted_config(self, lines: tuple[str, ...]) -> DictConfig | None:
+        """:meth:`job_config` of a job whose base this process adopted from the sweep, else None (this
+        process has not composed it: the caller composes with Hydra)."""
+        overrides = [self.parsed(line) for line in lines]
+        if not self._shareable(overrides) or self._structural_key(overrides) not in self._adopted:
+            return None
+        return self.job_config(lines)
 
     def _base(self, lines: tuple[str, ...]):
         """``(overrides, structural key, composed base)`` of the job, or None (compose it with Hydra)."""
