@@ -348,8 +348,8 @@ def _standardisation(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sklearn_datasets():
-    """``sklearn.datasets``, imported when a run first needs it (~1.2 s: a sweep's workers that
-    get the bundled sets from the sweep, :func:`adopt_bundled`, never import it)."""
+    """``sklearn.datasets``, imported when a generator first needs it (~2 s; the bundled sets are
+    read from lossbench's cache, :mod:`lossbench.bundled`, or handed over by the sweep, :func:`adopt_bundled`)."""
     from sklearn import datasets
 
     return datasets
@@ -400,16 +400,13 @@ class Bundled(DataSource):
 
     def _read(self, rng):
         """The set as scikit-learn ships it, read once per process (a sweep's runs share it, read-only:
-        ``load`` takes copies of its rows); digits takes ~8 ms to parse."""
+        ``load`` takes copies of its rows), from lossbench's cached copy when there is one
+        (:mod:`lossbench.bundled`: no import of scikit-learn, ~2 s)."""
         if self.name not in _BUNDLED_READ:
+            from lossbench import bundled
+
             loader, task = BUNDLED[self.name]
-            bunch = getattr(sklearn_datasets(), loader)()
-            X = np.array(bunch.data, dtype=np.float64)
-            feature_names = tuple(str(f) for f in bunch.feature_names)
-            if task == CLASSIFICATION:
-                y, class_names = bunch.target.astype(np.int64), tuple(str(c) for c in bunch.target_names)
-            else:
-                y, class_names = np.array(bunch.target, dtype=np.float64).reshape(len(X), -1), None
+            X, y, feature_names, class_names = bundled.read(self.name, loader, task == CLASSIFICATION)
             X.flags.writeable = y.flags.writeable = False
             _BUNDLED_READ[self.name] = _RawData(X, y, task, feature_names, class_names)
         return _BUNDLED_READ[self.name]

@@ -21,6 +21,19 @@ def conf_names(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """lossbench's cache (parsed bundled sets, lossbench.bundled) in a folder of this session, not ~/.cache;
+    the runs and sweeps the tests start inherit it."""
+    previous = os.environ.get("LOSSBENCH_CACHE_DIR")
+    os.environ["LOSSBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("LOSSBENCH_CACHE_DIR", None)
+    else:
+        os.environ["LOSSBENCH_CACHE_DIR"] = previous
+
+
 @pytest.fixture
 def compose_cfg():
     """compose_cfg(*overrides, hydra=False) -> (cfg, choices): lossbench's config, composed in-process."""

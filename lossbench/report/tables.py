@@ -473,9 +473,7 @@ SPLIT_METRIC = re.compile(r"^(train|val|test)_")
 def _add_early(results: pd.DataFrame, curves: pd.DataFrame, block_keys: list[str]) -> None:
     """Fill ``early_epoch`` and ``early_<split>_<metric>`` (see the module docstring)."""
     metrics = [c for c in curves.columns if SPLIT_METRIC.match(str(c))]
-    results["early_epoch"] = np.nan
-    for name in metrics:
-        results[f"early_{name}"] = np.nan
+    early: dict[str, dict] = {"early_epoch": {}, **{f"early_{name}": {} for name in metrics}}  # column -> {row: value}
     curve_of = {run_id: rows for run_id, rows in curves.groupby("run_id", sort=False)}
     for _, block in iter_groups(results, block_keys):
         primary = block["primary_metric"].dropna()
@@ -492,7 +490,9 @@ def _add_early(results: pd.DataFrame, curves: pd.DataFrame, block_keys: list[str
                 continue
             # first best evaluation (argmax/argmin return the first of equal values)
             at = int(np.nanargmax(values) if higher else np.nanargmin(values))
-            results.loc[index, "early_epoch"] = float(curve["epoch"].iloc[at])
+            early["early_epoch"][index] = float(curve["epoch"].iloc[at])
             for name in metrics:
                 if name in curve.columns:
-                    results.loc[index, f"early_{name}"] = _to_float(curve[name].iloc[at])
+                    early[f"early_{name}"][index] = _to_float(curve[name].iloc[at])
+    for column, values in early.items():  # NaN where a run has no best epoch (set at once: .loc per cell is slow)
+        results[column] = pd.Series(values, dtype=float).reindex(results.index)

@@ -1,0 +1,126 @@
+"""scikit-learn's bundled data sets, read without importing scikit-learn once a parsed copy is cached.
+
+``import sklearn.datasets`` takes about 2 s, longer than a sweep takes to plan or a small run to
+train. The first read of a set goes through scikit-learn's own loader (``load_digits`` ...) and
+saves the arrays it returned, unchanged, to ``<cache>/bundled/<name>-<key>.npz`` (written
+atomically, NumPy's format); later reads, in any process, load that file (about a millisecond) with
+``allow_pickle=False``. ``<key>`` names the scikit-learn installation (version and location), so an
+upgrade or another environment reads through scikit-learn again.
+
+The cache folder is ``$LOSSBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossbench``, else
+``~/.cache/lossbench``; deleting it is always safe. A cached file that does not load, or whose
+arrays do not have the expected keys, dtypes and shapes, is ignored and written anew; a cache that
+cannot be written only costs the import.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import zipfile
+from importlib import metadata, util
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger("lossbench")
+
+FORMAT = 1  # bump when what is saved changes
+
+
+def cache_dir() -> Path:
+    """Where lossbench keeps files it can always make again (see the module's docstring)."""
+    explicit = os.environ.get("LOSSBENCH_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lossbench"
+
+
+def _installation() -> str | None:
+    """scikit-learn's version and location (found, not imported), or None when it is not installed."""
+    spec = util.find_spec("sklearn")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        version = metadata.version("scikit-learn")
+    except metadata.PackageNotFoundError:
+        return None
+    return f"{version}|{os.path.dirname(spec.origin)}|{FORMAT}"
+
+
+def cache_path(name: str) -> Path | None:
+    """The cached copy of bundled set ``name`` for this scikit-learn installation (may not exist)."""
+    installation = _installation()
+    if installation is None:
+        return None
+    key = hashlib.sha256(installation.encode()).hexdigest()[:16]
+    return cache_dir() / "bundled" / f"{name}-{key}.npz"
+
+
+def read(name: str, loader: str, classification: bool):
+    """``(X (n, d) float64, y, feature_names, class_names)`` of a bundled set, as scikit-learn's
+    ``loader`` returns them: y int64 labels (n,) and class names for classification, float64
+    targets (n, n_targets) and None for regression."""
+    path = cache_path(name)
+    if path is not None:
+        cached = _load(path, classification)
+        if cached is not None:
+            return cached
+    arrays = _from_sklearn(loader, classification)
+    if path is not None:
+        _save(path, *arrays)
+    return arrays
+
+
+def _from_sklearn(loader: str, classification: bool):
+    from sklearn import datasets
+
+    bunch = getattr(datasets, loader)()
+    X = np.array(bunch.data, dtype=np.float64)
+    features = tuple(str(f) for f in bunch.feature_names)
+    if classification:
+        return X, bunch.target.astype(np.int64), features, tuple(str(c) for c in bunch.target_names)
+    return X, np.array(bunch.target, dtype=np.float64).reshape(len(X), -1), features, None
+
+
+def _load(path: Path, classification: bool):
+    """The cached arrays, or None when the file is missing, damaged or not what :func:`_save` writes."""
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            X, y, features = saved["X"], saved["y"], saved["feature_names"]
+            classes = saved["class_names"] if classification else None
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        log.debug("ignoring the cached set %s: %s", path, err)
+        return None
+    n = len(X)
+    shapes_ok = (X.dtype == np.float64 and X.ndim == 2 and n > 0 and features.dtype.kind == "U"
+                 and features.shape == (X.shape[1],))
+    if classification:
+        shapes_ok = (shapes_ok and y.dtype == np.int64 and y.shape == (n,) and classes.dtype.kind == "U"
+                     and classes.ndim == 1 and len(classes) > 0 and 0 <= y.min() and y.max() < len(classes))
+    else:
+        shapes_ok = shapes_ok and y.dtype == np.float64 and y.ndim == 2 and len(y) == n
+    if not shapes_ok:
+        log.debug("ignoring the cached set %s: not the arrays lossbench saves", path)
+        return None
+    return (X, y, tuple(str(f) for f in features),
+            tuple(str(c) for c in classes) if classification else None)
+
+
+def _save(path: Path, X, y, features, classes) -> None:
+    from lossbench.records import atomic_write_bytes
+
+    arrays = {"X": X, "y": y, "feature_names": np.array(features, dtype=str)}
+    if classes is not None:
+        arrays["class_names"] = np.array(classes, dtype=str)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    try:
+        atomic_write_bytes(path, buffer.getvalue())
+    except OSError as err:  # a read-only home, a full disk: the next read imports scikit-learn again
+        log.debug("could not cache the bundled set at %s: %s", path, err)
