@@ -8,7 +8,7 @@ atomically, NumPy's format); later reads, in any process, load that file (about 
 upgrade or another environment reads through scikit-learn again.
 
 The cache folder is ``$LOSSBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossbench``, else
-``~/.cache/lossbench``; deleting it is always safe. A cached file that does not load, or whose
+``~/.cache/lossbench`` (none without a home folder: nothing is cached); deleting it is always safe. A cached file that does not load, or whose
 arrays do not have the expected keys, dtypes and shapes, is ignored and written anew; a cache that
 cannot be written only costs the import.
 """
@@ -30,13 +30,21 @@ log = logging.getLogger("lossbench")
 FORMAT = 1  # bump when what is saved changes
 
 
-def cache_dir() -> Path:
-    """Where lossbench keeps files it can always make again (see the module's docstring)."""
+def cache_dir() -> Path | None:
+    """Where lossbench keeps files it can always make again (see the module's docstring); None when
+    there is no such folder (no home folder, and neither variable set): nothing is cached then.
+    A relative ``LOSSBENCH_CACHE_DIR`` is taken from the current folder; a relative
+    ``XDG_CACHE_HOME`` is ignored, as the XDG specification says."""
     explicit = os.environ.get("LOSSBENCH_CACHE_DIR")
     if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "lossbench"
+        return Path(os.path.abspath(explicit))
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "lossbench"
+    home = os.path.expanduser("~")
+    if not os.path.isabs(home):  # no HOME and no passwd entry: "~" stays "~"
+        return None
+    return Path(home) / ".cache" / "lossbench"
 
 
 def _installation() -> str | None:
@@ -53,11 +61,11 @@ def _installation() -> str | None:
 
 def cache_path(name: str) -> Path | None:
     """The cached copy of bundled set ``name`` for this scikit-learn installation (may not exist)."""
-    installation = _installation()
-    if installation is None:
+    installation, folder = _installation(), cache_dir()
+    if installation is None or folder is None:
         return None
     key = hashlib.sha256(installation.encode()).hexdigest()[:16]
-    return cache_dir() / "bundled" / f"{name}-{key}.npz"
+    return folder / "bundled" / f"{name}-{key}.npz"
 
 
 def read(name: str, loader: str, classification: bool):
@@ -94,7 +102,7 @@ def _load(path: Path, classification: bool):
             classes = saved["class_names"] if classification else None
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+    except (OSError, ValueError, KeyError, EOFError, MemoryError, zipfile.BadZipFile) as err:
         log.debug("ignoring the cached set %s: %s", path, err)
         return None
     n = len(X)

@@ -66,6 +66,18 @@ def _npz(**arrays) -> bytes:
     return buffer.getvalue()
 
 
+class _Planted:
+    """Unpickling this creates a file: a cached set holding it must never be unpickled."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (Path(self.marker),))
+
+
 @pytest.mark.parametrize("damage", ["truncated", "not a zip", "X as integers", "labels out of range",
                                     "an object array (a pickle)", "a key missing"])
 def test_a_damaged_or_foreign_cache_file_is_ignored_and_written_anew(damage, cache):
@@ -81,11 +93,12 @@ def test_a_damaged_or_foreign_cache_file_is_ignored_and_written_anew(damage, cac
         "not a zip": b"import os; os.system('echo nobody in')\n",
         "X as integers": _npz(X=X.astype(np.int64), y=y, **names),
         "labels out of range": _npz(X=X, y=y + 7, **names),
-        "an object array (a pickle)": _npz(X=X.astype(object), y=y, **names),
+        "an object array (a pickle)": _npz(X=np.array([_Planted(cache / "unpickled")], dtype=object), y=y, **names),
         "a key missing": _npz(X=X, y=y),
     }[damage])
     _same(bundled.read(name, loader, True), name)
     assert path.read_bytes() == saved  # rewritten from scikit-learn's arrays
+    assert not (cache / "unpickled").exists(), "a cached file was unpickled"
 
 
 def test_a_cache_that_cannot_be_written_only_costs_the_import(tmp_path, monkeypatch):
@@ -104,5 +117,20 @@ def test_the_cache_folder_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert bundled.cache_dir() == tmp_path / "home" / ".cache" / "lossbench"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/cache")  # the XDG specification: a relative path is ignored
+    assert bundled.cache_dir() == tmp_path / "home" / ".cache" / "lossbench"
     monkeypatch.setenv("LOSSBENCH_CACHE_DIR", str(tmp_path / "mine"))
     assert bundled.cache_dir() == tmp_path / "mine"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOSSBENCH_CACHE_DIR", "here")  # relative: from the current folder, made absolute
+    assert bundled.cache_dir() == tmp_path / "here"
+
+
+def test_without_a_home_folder_nothing_is_cached(tmp_path, monkeypatch):
+    monkeypatch.delenv("LOSSBENCH_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(bundled.os.path, "expanduser", lambda path: path)  # no HOME, no passwd entry
+    monkeypatch.chdir(tmp_path)
+    assert bundled.cache_dir() is None and bundled.cache_path("iris") is None
+    _same(bundled.read("iris", BUNDLED["iris"][0], True), "iris")
+    assert list(tmp_path.iterdir()) == []  # no "~" folder here

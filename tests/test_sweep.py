@@ -188,6 +188,27 @@ def test_the_launcher_composes_no_pack_leader_the_sweep_has_composed(tmp_path, m
         assert elsewhere.inner.calls == 1  # a fresh copy of the counting loader: this one call
 
 
+def test_a_composition_that_copies_the_environment_is_not_shipped(monkeypatch):
+    """``hydra.job.env_copy`` puts the composing process's variables into the config: the sweep's
+    composition would carry the sweeper's values to a worker, so the worker composes its own."""
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.types import RunMode
+
+    from lossbench.sweep.validate import Composer
+
+    monkeypatch.setenv("LB_TEST_VARIABLE", "the sweeper's")
+    lead = ("dataset=iris", "loss=ce", "seed=3")
+    with initialize_config_module(config_module="lossbench.conf", version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for env_copy, shipped in (("[]", 1), ("[LB_TEST_VARIABLE]", 0)):
+            master = loader.load_configuration(config_name="config", run_mode=RunMode.MULTIRUN,
+                                               overrides=["hydra.sweep.dir=/tmp/x", f"hydra.job.env_copy={env_copy}"])
+            planner = Composer(loader, master)
+            planner.compose(lead)
+            assert len(planner.bases([lead])["bases"]) == shipped, env_copy
+
+
 @pytest.mark.parametrize("lines", [
     ("dataset=digits", "loss=bce", "optimizer.lr=0.316228", "seed=1000"),
     ("experiment=l2_vs_ce", "dataset=breast_cancer", "loss=l2", "optimizer.lr=10", "seed=3"),

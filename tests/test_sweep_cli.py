@@ -184,6 +184,43 @@ def test_ctrl_c_writes_the_report_of_finished_runs_and_exits_130(tmp_path, launc
     assert _claims_released(sweep_dir, timeout=5), "no worker trains on after Ctrl-C"
 
 
+CTRL_C_AFTER_TUNING = """
+import os
+import signal
+
+from hydra.experimental.callback import Callback
+
+
+class CtrlCAfterTuning(Callback):
+    \"\"\"Presses Ctrl-C as the tuning round's launcher job ends: every run it launched has finished.\"\"\"
+
+    def on_job_end(self, config, job_return, **kwargs):
+        if config.sweep.stage == "tune" and not str(config.hydra.job.id).startswith("packed_"):
+            os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def test_ctrl_c_when_every_launched_run_finished_still_exits_130_and_the_rerun_confirms(tmp_path):
+    """Tune protocol, basic launcher: a Ctrl-C as the tuning round ends loses no run, but the
+    confirmation round never started: exit 130 with a resume line, and the re-run confirms."""
+    (tmp_path / "ctrlc.py").write_text(CTRL_C_AFTER_TUNING)
+    sweep_dir = tmp_path / "sweep"
+    args = ["-m", "dataset=iris", "protocol=tune", "sweep.protocol.decades=2", "sweep.protocol.confirm_seeds=[0,1]",
+            "trainer.epochs=3", "loss=ce", NO_FIGURES, f"hydra.sweep.dir={sweep_dir}"]
+    proc = _start([*args, "+hydra.callbacks.ctrl_c._target_=ctrlc.CtrlCAfterTuning"], tmp_path,
+                  env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out + err
+    assert "Traceback" not in out + err and "Resume with: lossbench -m" in err and "Ctrl-C" in err
+    stages = [json.loads(p.read_text())["stage"] for p in sweep_dir.glob("*/summary.json")]
+    assert stages and set(stages) == {"tune"}, "no confirmation run started"
+    again = _start(args, tmp_path)
+    out, err = again.communicate(timeout=120)
+    assert again.returncode == 0, out + err
+    stages = [json.loads(p.read_text())["stage"] for p in sweep_dir.glob("*/summary.json")]
+    assert stages.count("confirm") == 2
+
+
 SWALLOWING_LOSS = """
 import time
 from lossbench.losses import CrossEntropy

@@ -539,9 +539,10 @@ class Engine:
                   f"{_display(sweep_dir / 'missing.json')}. Resume with: {resume_command(sweep_dir)}",
                   file=sys.stderr, flush=True)
             sys.exit(130 if interrupted else 1)
-        if interrupted:  # a Ctrl-C after the last run finished: the report is whole, the exit still says Ctrl-C
-            print("lossbench: interrupted (Ctrl-C) after every run had finished; the report is complete",
-                  file=sys.stderr, flush=True)
+        if interrupted:  # a Ctrl-C when every launched run had finished: a later round (the tune
+            # protocol's confirmation) may not have started, so the exit and the resume line say Ctrl-C too
+            print(f"lossbench: interrupted (Ctrl-C) when every run launched had finished; a round not started "
+                  f"yet starts on a re-run. Resume with: {resume_command(sweep_dir)}", file=sys.stderr, flush=True)
             sys.exit(130)
         setting = self.config.sweep.get("objective", "auto")
         return [objective_value(s, setting) for s in summaries]

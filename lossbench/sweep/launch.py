@@ -33,8 +33,9 @@ _COMPOSERS: dict = {}  # sweep token -> Composer, in this process (see SweepTask
 class PlannedLoader(ConfigLoader):
     """The launcher's config loader: Hydra's, except that a launcher job leading a pack gets the config
     the sweep composed while planning (shipped with the task, :meth:`SweepTask.planned_config`), equal
-    to what Hydra's ``load_sweep_config`` would compose in the worker (~0.15 s a launcher job).
-    Every other call, and every job the sweep did not ship, goes to Hydra's loader."""
+    to what Hydra's ``load_sweep_config`` would compose in the worker (~0.15 s a launcher job) from the
+    same config files: the one the plan checked. Every other call, and every job the sweep did not
+    ship (another working folder, ``hydra.job.env_copy``: see :meth:`Composer.bases`), goes to Hydra's loader."""
 
     def __init__(self, inner: ConfigLoader, task: SweepTask):
         self.inner = inner
@@ -202,7 +203,7 @@ class SweepTask:
     def planned_config(self, overrides: tuple[str, ...]):
         """The full config of a launcher job that leads a pack, from the sweep's composition (``bases``);
         None for any other job, or in a process working in another folder."""
-        if not self.bases or not self.packs.get(overrides):
+        if not self.bases or not self.packs.get(overrides) or self.bases.get("cwd") != os.getcwd():
             return None
         return self._composer().adopted_config(overrides)
 

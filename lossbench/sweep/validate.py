@@ -194,11 +194,13 @@ class Composer:
 
     def bases(self, jobs: list[tuple[str, ...]]) -> dict:
         """The composed bases of these jobs (structural key -> full config) this composer holds, with the
-        working folder they were composed in (``hydra.runtime.cwd``): for :meth:`adopt` in a worker."""
+        working folder they were composed in (``hydra.runtime.cwd``): for :meth:`adopt` in a worker.
+        A base that copies environment variables (``hydra.job.env_copy``) holds this process's values
+        of them: it is not shared, the worker composes it with its own environment."""
         keys = {self._structural_key([self.parsed(line) for line in lines]) for lines in jobs}
         bases = {}
         for key in keys:
-            if self._full.get(key) is not None:
+            if self._full.get(key) is not None and not self._full[key].hydra.job.get("env_copy"):
                 self._copy(("full", key), self._full[key])  # pickled here, where its classes are the modules'
                 if self._frozen[("full", key)] is not None:
                     bases[key] = self._frozen[("full", key)]
@@ -206,8 +208,8 @@ class Composer:
 
     def adopt(self, shared: dict) -> None:
         """Use bases another process composed (:meth:`bases`: pickles of them) instead of composing them
-        again (~0.15 s each), when this process works in the same folder (the only process-dependent
-        value in them)."""
+        again (~0.15 s each), when this process works in the same folder (``hydra.runtime.cwd``; the
+        other process-dependent values, ``hydra.job.env_copy``'s, keep a base from being shared)."""
         if shared and shared.get("cwd") == os.getcwd():
             for key, frozen in shared["bases"].items():
                 if key not in self._full:
