@@ -310,7 +310,7 @@ def torch_mlp(torch, X, y, hidden: int, solver: str, batch_size: int, epochs: in
 
 def _load_big(settings: Settings, n_samples: int | None = None):
     """make_classification(n, n_features, n_informative, 10 classes) through lossbench.data, standardised."""
-    from lossbench.data import SyntheticClassification
+    from lossbench.generated import SyntheticClassification
 
     source = SyntheticClassification(
         n_samples=n_samples or settings.big_samples, n_features=settings.big_features,
@@ -320,7 +320,7 @@ def _load_big(settings: Settings, n_samples: int | None = None):
 
 
 def _load_digits():
-    from lossbench.data import Bundled
+    from lossbench.bundled import Bundled
 
     return Bundled(name="digits", test_size=0.0, val_size=0.0).load(np.random.default_rng(0))
 
@@ -728,7 +728,7 @@ CEILING_CODE = """
 import sys, time
 import numpy as np
 from threadpoolctl import threadpool_limits
-from lossbench.data import Bundled
+from lossbench.bundled import Bundled
 from lossbench.losses import CrossEntropy
 from lossbench.models import MLP
 from lossbench.optim import Adam

@@ -1,4 +1,5 @@
-"""scikit-learn's bundled data sets, read without importing scikit-learn once a parsed copy is cached.
+"""scikit-learn's bundled data sets (:class:`Bundled`), read without importing scikit-learn once a
+parsed copy is cached.
 
 ``import sklearn.datasets`` takes about 2 s, longer than a sweep takes to plan or a small run to
 train. The first read of a set goes through scikit-learn's own loader (``load_digits`` ...) and
@@ -8,13 +9,17 @@ atomically, NumPy's format); later reads, in any process, load that file (about 
 upgrade or another environment reads through scikit-learn again.
 
 The cache folder is ``$LOSSBENCH_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossbench``, else
-``~/.cache/lossbench`` (none without a home folder: nothing is cached); deleting it is always safe. A cached file that does not load, or whose
-arrays do not have the expected keys, dtypes and shapes, is ignored and written anew; a cache that
-cannot be written only costs the import.
+``~/.cache/lossbench`` (none without a home folder: nothing is cached); deleting it is always
+safe. A cached file that does not load, or whose arrays do not have the expected keys, dtypes and
+shapes, is ignored and written anew; a cache that cannot be written only costs the import.
+
+A process reads each set once (:func:`bundled_read`); a sweep hands the sets it read to its workers
+(:func:`adopt_bundled`). ``lossbench.data.Bundled`` (the conf files' ``_target_``) is this class.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
@@ -25,9 +30,66 @@ from pathlib import Path
 
 import numpy as np
 
+from lossbench.data import CLASSIFICATION, REGRESSION, DataSource, _invalid, _RawData
+
 log = logging.getLogger("lossbench")
 
 FORMAT = 1  # bump when what is saved changes
+
+
+# name -> (scikit-learn loader, task); all ship with scikit-learn, nothing is downloaded
+BUNDLED = {
+    "iris": ("load_iris", CLASSIFICATION),
+    "wine": ("load_wine", CLASSIFICATION),
+    "breast_cancer": ("load_breast_cancer", CLASSIFICATION),
+    "digits": ("load_digits", CLASSIFICATION),
+    "diabetes": ("load_diabetes", REGRESSION),
+}
+
+
+_BUNDLED_READ: dict[str, _RawData] = {}
+
+
+def bundled_read() -> dict[str, _RawData]:
+    """The bundled sets this process has read (name -> raw arrays), to hand to a sweep's workers."""
+    return dict(_BUNDLED_READ)
+
+
+def adopt_bundled(sets: dict[str, _RawData]) -> None:
+    """Use bundled sets another process read (:func:`bundled_read`), as if read here: the same
+    arrays scikit-learn returns there, so the same numbers; kept read-only, as ``_read`` keeps them."""
+    for name, raw in sets.items():
+        if name in BUNDLED and name not in _BUNDLED_READ:
+            for array in (raw.X, raw.y):
+                array.flags.writeable = False
+            _BUNDLED_READ[name] = raw
+
+
+class Bundled(DataSource):
+    """A data set shipped with scikit-learn (no download).
+
+    name : iris (150 x 4, 3 classes), wine (178 x 13, 3 classes), breast_cancer (569 x 30,
+        2 classes), digits (1797 x 64, 10 classes), diabetes (442 x 10, regression, 1 target).
+    Other keys: see DataSource.
+    """
+
+    def __init__(self, name: str, **common):
+        if name not in BUNDLED:
+            raise _invalid("name", name, "one of " + ", ".join(BUNDLED))
+        self.name = name
+        super().__init__(**common)
+        self._check_task_keys(BUNDLED[name][1])
+
+    def _read(self, rng):
+        """The set as scikit-learn ships it, read once per process (a sweep's runs share it, read-only:
+        ``load`` takes copies of its rows), from lossbench's cached copy when there is one
+        (:func:`read`: no import of scikit-learn, ~2 s)."""
+        if self.name not in _BUNDLED_READ:
+            loader, task = BUNDLED[self.name]
+            X, y, feature_names, class_names = read(self.name, loader, task == CLASSIFICATION)
+            X.flags.writeable = y.flags.writeable = False
+            _BUNDLED_READ[self.name] = _RawData(X, y, task, feature_names, class_names)
+        return _BUNDLED_READ[self.name]
 
 
 def cache_dir() -> Path | None:
@@ -47,6 +109,7 @@ def cache_dir() -> Path | None:
     return Path(home) / ".cache" / "lossbench"
 
 
+@functools.lru_cache(maxsize=1)
 def _installation() -> str | None:
     """scikit-learn's version and location (found, not imported), or None when it is not installed."""
     spec = util.find_spec("sklearn")

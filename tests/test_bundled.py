@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from lossbench import bundled
-from lossbench.data import BUNDLED, CLASSIFICATION
+from lossbench.bundled import BUNDLED
+from lossbench.data import CLASSIFICATION
 
 
 def _sklearn(name):

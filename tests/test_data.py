@@ -467,3 +467,20 @@ def test_csv_task_override(tmp_path):
     path = write_frame(tmp_path / "counts.csv", x=np.arange(60.0), t=[0, 1, 2] * 20)
     data = load(csv_cfg(path, target="t", task="regression"))
     assert data.task == "regression" and data.n_targets == 1
+
+
+def test_every_conf_target_names_its_class_through_lossbench_data():
+    """The conf files name every source lossbench.data.<Class> (config hashes include the string);
+    the classes live in their own modules and are the same objects there."""
+    import importlib
+
+    import lossbench.data as data
+
+    for path in sorted((Path(lossbench.conf.__file__).parent / "dataset").glob("*.yaml")):
+        target = OmegaConf.load(path)["_target_"]
+        module, name = target.rsplit(".", 1)
+        assert module == "lossbench.data", (path.name, target)
+        cls = getattr(data, name)
+        assert issubclass(cls, data.DataSource) and getattr(importlib.import_module(cls.__module__), name) is cls
+    with pytest.raises(AttributeError):
+        data.NoSuchSource

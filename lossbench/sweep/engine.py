@@ -414,7 +414,7 @@ class Engine:
 
     def _launch(self, to_run: list[Job], elsewhere: list[Job], jobs: list[Job], sweep_dir: Path, quiet: bool) -> dict:
         """Launch the batches; returns {"interrupted": bool, "errors": [(exception, lost jobs)], "watcher": ...}."""
-        from lossbench.data import bundled_read
+        from lossbench.bundled import bundled_read
         from lossbench.sweep.claim import held_elsewhere
         from lossbench.sweep.progress import Watcher
 

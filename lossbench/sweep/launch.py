@@ -141,7 +141,7 @@ class SweepTask:
 
         self._start_watchdog()
         if self.bundled:
-            from lossbench.data import adopt_bundled
+            from lossbench.bundled import adopt_bundled
 
             adopt_bundled(self.bundled)
         if CTRL_C.is_set():  # the basic launcher goes on to its next job after one that failed: stop it
