@@ -40,7 +40,7 @@ def _builds(overrides: list[str], grid: list[dict]) -> list:
     """One Built per grid point (dotted key -> value) of the composed config, as the runner builds it."""
     from omegaconf import OmegaConf
 
-    from lossbench.bench import _compose
+    from lossbench.bench_runs import _compose
     from lossbench.build import build
 
     cfg = _compose(["progress=none", *overrides])
@@ -171,7 +171,7 @@ def section_batch1(results, reps: int) -> None:
 
 def section_study(results, study: str, reps: int = 1) -> None:
     """Wall time of ``lossbench -m experiment=STUDY`` (joblib, 2 jobs) with stacking against stack_size=1."""
-    from lossbench.bench import _run_cli
+    from lossbench.bench_runs import _run_cli
 
     with tempfile.TemporaryDirectory(prefix="lossbench-bench-study-") as tmp:
         tmp = Path(tmp)
